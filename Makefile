@@ -1,0 +1,39 @@
+# keisei: setup / test / bench / lint. Every install goes through constraints.txt, which
+# pins torch==2.13.0 (the CPU build on this machine), so no CUDA build is ever pulled.
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+PIP := $(BIN)/python -m pip
+CONSTRAINTS := constraints.txt
+PLUGIN_DIRS := $(sort $(dir $(wildcard plugins/*/pyproject.toml)))
+STAMP := $(VENV)/.keisei-setup
+# Plugins' build steps (the fused-SE C++ kernel) compile against the installed torch, so
+# builds run without isolation; setuptools/wheel/ninja are installed first for that.
+PIP_INSTALL := $(PIP) install --disable-pip-version-check --no-build-isolation -c $(CONSTRAINTS)
+
+.PHONY: setup test test-fast bench lint clean
+
+setup: $(STAMP)
+
+$(STAMP): pyproject.toml $(CONSTRAINTS) $(wildcard plugins/*/pyproject.toml) $(wildcard plugins/*/setup.py) $(wildcard plugins/*/csrc/*)
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(PIP) install --disable-pip-version-check -q -c $(CONSTRAINTS) "setuptools>=68" wheel ninja torch==2.13.0
+	$(PIP_INSTALL) -q -e '.[dev]' $(foreach d,$(PLUGIN_DIRS),-e $(d))
+	touch $(STAMP)
+
+test: setup
+	$(BIN)/python -m pytest -q
+
+test-fast: setup
+	$(BIN)/python -m pytest -q -m "not slow"
+
+bench: setup
+	$(BIN)/keisei bench
+
+lint: setup
+	$(BIN)/ruff check .
+	$(BIN)/mypy keisei_core $(foreach d,$(PLUGIN_DIRS),$(wildcard $(d)keisei_plugin_*))
+
+clean:
+	rm -rf $(VENV) build results wandb .pytest_cache .mypy_cache .ruff_cache

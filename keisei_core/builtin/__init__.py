@@ -1,0 +1,1 @@
+"""Built-in functionality, written as ordinary plugins (dogfooding)."""

@@ -1,0 +1,1 @@
+"""The ``keisei`` command line."""

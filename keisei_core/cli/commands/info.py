@@ -1,0 +1,69 @@
+"""``keisei info MODEL``: size, FLOPs and shapes of a registered model."""
+
+from __future__ import annotations
+
+import argparse
+from typing import Any
+
+from keisei_core.cli.context import CliContext
+from keisei_core.cli.output import print_json
+
+NAME = "info"
+HELP = "show parameters, state_dict entries, FLOPs per sample and shapes of a model"
+
+
+def configure(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("model", help="registered model name")
+    parser.add_argument(
+        "--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+        help="model option, e.g. --set depth=3 (repeatable; values parsed as TOML)",
+    )
+    parser.add_argument("--json", action="store_true", help="print a JSON object")
+
+
+def model_options_from_overrides(items: list[str]) -> dict[str, Any]:
+    from keisei_core.config.overrides import apply_overrides
+
+    return apply_overrides({}, items)
+
+
+def describe_model(ctx: CliContext) -> dict[str, Any]:
+    from keisei_core.introspect import count_parameters, flops_per_sample, model_shapes
+    from keisei_core.models import build_from_spec, options_as_dict, resolve_options
+
+    host = ctx.host()
+    registration = host.models.registration(ctx.args.model)
+    spec = registration.spec
+    options = resolve_options(spec, model_options_from_overrides(ctx.args.overrides), where=f"model '{spec.name}' options (--set)")
+    model = build_from_spec(spec, options)
+    shapes = model_shapes(model)
+    return {
+        "name": spec.name,
+        "plugin": registration.plugin,
+        "distribution": registration.distribution,
+        "family": spec.family,
+        "options": options_as_dict(options),
+        "parameters": count_parameters(model),
+        "trainable_parameters": sum(p.numel() for p in model.parameters() if p.requires_grad),
+        "state_dict_entries": len(model.state_dict()),
+        "flops_per_sample": flops_per_sample(model),
+        "input_shape": list(shapes.observation),
+        "output_shapes": {"policy_logits": [shapes.num_actions], "value": []},
+        "_model": model,
+    }
+
+
+def run(ctx: CliContext) -> int:
+    info = describe_model(ctx)
+    info.pop("_model")
+    if ctx.args.json:
+        print_json(info)
+        return 0
+    width = max(len(k) for k in info)
+    for key, value in info.items():
+        if key == "options":
+            value = ", ".join(f"{k}={v}" for k, v in value.items()) or "-"
+        elif isinstance(value, int) and key in {"parameters", "trainable_parameters", "flops_per_sample"}:
+            value = f"{value:,}"
+        print(f"{key.ljust(width)}  {value}")
+    return 0

@@ -1,0 +1,40 @@
+"""The three extension points of keisei. Plugins implement them with ``@hookimpl``.
+
+Each hook receives a ``register`` callback; the core owns naming rules and collisions,
+so the order in which plugins load never changes what they may register.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import pluggy
+
+PROJECT_NAME = "keisei"
+ENTRY_POINT_GROUP = "keisei"
+
+hookspec = pluggy.HookspecMarker(PROJECT_NAME)
+hookimpl = pluggy.HookimplMarker(PROJECT_NAME)
+
+
+@hookspec
+def keisei_register_models(register: Callable[[Any], None]) -> None:
+    """Register model architectures: call ``register(ModelSpec(...))`` once per model."""
+
+
+@hookspec
+def keisei_register_compile_strategies(register: Callable[[Any], None]) -> None:
+    """Register compilation strategies: call ``register(StrategySpec(...))`` once per strategy."""
+
+
+@hookspec
+def keisei_register_probes(register: Callable[[Any], None]) -> None:
+    """Register benchmark probes: call ``register(ProbeSpec(...))`` once per probe."""
+
+
+HOOK_NAMES: tuple[str, ...] = (
+    "keisei_register_models",
+    "keisei_register_compile_strategies",
+    "keisei_register_probes",
+)
