@@ -1,0 +1,272 @@
+"""The probe API: what a benchmark probe receives and what it returns.
+
+A probe is registered by a plugin with ``register(ProbeSpec(name, run, ...))`` in its
+``keisei_register_probes(register)`` hook. The engine calls ``run(context)`` once per
+cell of the matrix (model x strategy x batch size) and records what it returns::
+
+    from keisei_core import ProbeSpec, hookimpl
+    from keisei_core.bench.probe_api import ProbeContext, ProbeResult
+
+    def run_forward_latency(context: ProbeContext) -> ProbeResult:
+        import torch
+
+        obs = context.observations()          # (B, C, H, W) on the cell's device/dtype
+        model = context.model                 # strategy applied (maybe compiled)
+
+        def call() -> None:
+            with torch.no_grad():
+                model(obs)
+
+        stats = context.time(call)            # seconds per call, engine's statistics
+        return ProbeResult(
+            metric="forward-latency", unit="ms", value=stats.median * 1e3,
+            statistics=stats.scaled(1e3, "ms"), higher_is_better=False,
+        )
+
+    @hookimpl
+    def keisei_register_probes(register):
+        register(ProbeSpec("forward-latency", run_forward_latency, unit="ms",
+                           higher_is_better=False))
+
+Rules the engine relies on:
+- ``context.model`` is the model after the cell's strategy (possibly compiled), in eval
+  mode, or in train mode when the spec says ``needs_training=True`` (the strategy was
+  then applied for training). ``context.eager_model`` is the same weights, uncompiled.
+  Probes may run either, but must not change their weights in place unless they work
+  on a copy (``copy.deepcopy(context.eager_model)``) -- the train-step probe steps an
+  optimizer on ``context.model``; the engine builds a fresh model for every probe.
+- Time with ``context.time(fn)`` (or ``context.time_interleaved({...})`` for A/B), which
+  warm up, sample adaptively, synchronise CUDA and stop on the cell's settings; the
+  returned :class:`~keisei_core.bench.stats.Statistics` is in seconds per call.
+- A probe that cannot measure this cell (wrong device, missing feature) raises
+  :class:`ProbeUnsupported` with a reason: the cell is recorded ``skipped``. Any other
+  exception marks the cell ``failed`` with the error; the run goes on.
+- ``ProbeResult.value`` is the headline number in ``unit``; ``statistics`` (or None for
+  single-shot measurements such as FLOP counts) backs it; ``extra`` holds any other
+  JSON-serialisable facts (numbers, strings, lists, dicts).
+
+Importing this module has no side effects and never imports torch.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Mapping
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import attrs
+
+from keisei_core.bench.stats import Statistics
+from keisei_core.config.experiment import BenchSettings
+
+if TYPE_CHECKING:
+    import torch
+    from torch import nn
+
+__all__ = ["ProbeContext", "ProbeResult", "ProbeUnsupported", "RolloutBatch"]
+
+DTYPE_NAMES = ("float32", "bfloat16", "float16")
+
+
+class ProbeUnsupported(Exception):
+    """Raised by a probe for a cell it cannot measure; the cell is recorded as skipped."""
+
+
+@attrs.frozen
+class RolloutBatch:
+    """Synthetic PPO minibatch: what ``evaluate_actions`` and the losses need.
+
+    ``actions`` are legal under ``legal_masks``; ``old_log_probs`` are those of a uniform
+    policy over the legal actions (an untrained network is close to it), so importance
+    ratios start near 1 and the clipping is exercised as in early training.
+    """
+
+    observations: torch.Tensor
+    legal_masks: torch.Tensor
+    actions: torch.Tensor
+    old_log_probs: torch.Tensor
+    advantages: torch.Tensor
+    returns: torch.Tensor
+    old_values: torch.Tensor
+
+
+def _jsonable(_instance: Any, attribute: attrs.Attribute[Any], value: Any) -> None:
+    import json
+
+    try:
+        json.dumps(value, allow_nan=False)
+    except (TypeError, ValueError) as error:
+        raise TypeError(f"ProbeResult.{attribute.name} must be JSON-serialisable: {error}") from None
+
+
+def _finite_or_none(_instance: Any, attribute: attrs.Attribute[Any], value: float | None) -> None:
+    if value is not None and not math.isfinite(value):
+        raise ValueError(f"ProbeResult.{attribute.name} must be finite or None, got {value}")
+
+
+@attrs.frozen
+class ProbeResult:
+    """What a probe measured for one cell.
+
+    ``metric`` names the quantity (usually the probe name, e.g. ``throughput``), ``unit``
+    its unit (``samples/s``, ``ms``, ``MiB``, ``FLOP``), ``value`` the headline number,
+    ``statistics`` the repeated measurements behind it (seconds per call when produced
+    by ``context.time``, or rescaled with ``Statistics.scaled``) or None for single-shot
+    values, ``higher_is_better`` how comparisons read it, ``extra`` other JSON facts.
+    """
+
+    metric: str
+    unit: str
+    value: float | None = attrs.field(converter=attrs.converters.optional(float), validator=_finite_or_none)
+    statistics: Statistics | None = None
+    higher_is_better: bool = True
+    extra: dict[str, Any] = attrs.field(factory=dict, validator=_jsonable)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "metric": self.metric,
+            "unit": self.unit,
+            "value": self.value,
+            "statistics": self.statistics.to_dict() if self.statistics is not None else None,
+            "higher_is_better": self.higher_is_better,
+            "extra": dict(self.extra),
+        }
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> ProbeResult:
+        stats = data.get("statistics")
+        return cls(
+            metric=str(data["metric"]),
+            unit=str(data.get("unit", "")),
+            value=data.get("value"),
+            statistics=Statistics.from_dict(dict(stats)) if stats else None,
+            higher_is_better=bool(data.get("higher_is_better", True)),
+            extra=dict(data.get("extra") or {}),
+        )
+
+
+@attrs.define
+class ProbeContext:
+    """One cell of the matrix as a probe sees it.
+
+    Fields: the strategy-applied ``model`` and the uncompiled ``eager_model`` (same
+    weights), the registered ``model_name`` and resolved ``model_options``, the
+    ``strategy`` name (``eager`` for none), ``batch_size``, ``device`` (``cpu``/``cuda``),
+    ``dtype`` name, ``seed`` for inputs, the timing ``settings``, the pinned ``threads``
+    count, a private ``scratch_dir``, the observation shape and action count, the
+    ``compile_report`` of the strategy (or None), ``training`` (model in train mode),
+    ``recompile`` (builds a fresh model and applies the strategy again, returning
+    ``(model, report)``; used by the compile-time probe) and ``run_cache``, a dict shared
+    by every cell of one run (e.g. the machine's calibrated peak FLOP/s).
+    """
+
+    model: nn.Module
+    eager_model: nn.Module
+    model_name: str
+    model_options: dict[str, Any]
+    strategy: str
+    batch_size: int
+    device: str
+    dtype: str
+    seed: int
+    settings: BenchSettings
+    threads: int
+    scratch_dir: Path
+    observation_shape: tuple[int, int, int]
+    num_actions: int
+    compile_report: Any = None
+    training: bool = False
+    recompile: Callable[[], tuple[Any, Any]] | None = None
+    run_cache: dict[str, Any] = attrs.field(factory=dict)
+
+    # -- inputs -------------------------------------------------------------------------
+    @property
+    def torch_dtype(self) -> torch.dtype:
+        import torch
+
+        return {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}[self.dtype]
+
+    def observations(self, batch_size: int | None = None, *, seed: int | None = None) -> torch.Tensor:
+        """Observation-like inputs ``(B, C, H, W)`` with the real plane structure."""
+        from keisei_core.observations import make_observations
+
+        channels, board, _ = self.observation_shape
+        return make_observations(
+            batch_size or self.batch_size,
+            channels,
+            board,
+            seed=self.seed if seed is None else seed,
+            device=self.device,
+            dtype=self.torch_dtype,
+        )
+
+    def legal_masks(self, batch_size: int | None = None, *, seed: int | None = None) -> torch.Tensor:
+        """Boolean masks ``(B, A)`` with tens to hundreds of legal actions per row."""
+        from keisei_core.observations import make_legal_masks
+
+        return make_legal_masks(
+            batch_size or self.batch_size,
+            self.num_actions,
+            seed=self.seed if seed is None else seed,
+            device=self.device,
+        )
+
+    def rollout_batch(self, batch_size: int | None = None, *, seed: int | None = None) -> RolloutBatch:
+        """A synthetic PPO minibatch (see :class:`RolloutBatch`), reproducible from the seed."""
+        import torch
+
+        size = batch_size or self.batch_size
+        seed = self.seed if seed is None else seed
+        obs = self.observations(size, seed=seed)
+        masks = self.legal_masks(size, seed=seed)
+        gen = torch.Generator().manual_seed(seed + 7)
+        cpu_masks = masks.cpu()
+        # One legal action per row, uniformly: multinomial over the mask's 0/1 weights.
+        actions = torch.multinomial(cpu_masks.float(), 1, generator=gen).squeeze(-1)
+        legal_counts = cpu_masks.sum(dim=1).float()
+        old_log_probs = -torch.log(legal_counts)
+        advantages = torch.randn(size, generator=gen)
+        old_values = torch.randn(size, generator=gen)
+        returns = old_values + advantages
+        device = self.device
+        return RolloutBatch(
+            observations=obs,
+            legal_masks=masks,
+            actions=actions.to(device),
+            old_log_probs=old_log_probs.to(device),
+            advantages=advantages.to(device),
+            returns=returns.to(device),
+            old_values=old_values.to(device),
+        )
+
+    # -- timing -------------------------------------------------------------------------
+    def synchronize(self) -> None:
+        """Wait for queued device work (no-op on CPU)."""
+        if self.device == "cuda":
+            import torch
+
+            torch.cuda.synchronize()
+
+    def _timing_kwargs(self) -> dict[str, Any]:
+        s = self.settings
+        return {
+            "warmup_seconds": s.warmup_seconds,
+            "min_samples": s.min_samples,
+            "max_samples": s.max_samples,
+            "time_budget_seconds": s.time_budget_seconds,
+            "target_iqr_ratio": s.target_iqr_ratio,
+            "sync": self.synchronize if self.device == "cuda" else None,
+        }
+
+    def time(self, fn: Callable[[], Any]) -> Statistics:
+        """Seconds per call of ``fn``: warm-up until stable, adaptive repeats, CUDA sync."""
+        from keisei_core.bench.timing import measure
+
+        return measure(fn, **self._timing_kwargs())
+
+    def time_interleaved(self, fns: Mapping[str, Callable[[], Any]]) -> dict[str, Statistics]:
+        """Seconds per call of each callable, sampled in rounds of shuffled order (A/B)."""
+        from keisei_core.bench.timing import measure_interleaved
+
+        return measure_interleaved(fns, seed=self.seed, **self._timing_kwargs())

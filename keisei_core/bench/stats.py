@@ -1,0 +1,187 @@
+"""Robust summary statistics of timing samples (pure Python: no torch, no numpy).
+
+The original Keisei benchmarker dropped samples beyond two standard deviations and
+reported mean and std only (defect 5). Here nothing is dropped: the summary leads with
+the median and the inter-quartile range, keeps mean and std for reference, and *counts*
+Tukey outliers (beyond 1.5 IQR of the quartiles) without removing them. A bounded copy of
+the raw samples is kept so that ``keisei compare`` can bootstrap a confidence interval.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from typing import Any
+
+import attrs
+
+# Raw samples kept per statistics object (evenly thinned beyond this), so results files
+# stay small while compare still has enough data to bootstrap from.
+MAX_STORED_SAMPLES = 512
+
+# IQR/median above this is reported as noisy even when the run's own target was looser.
+NOISE_WARNING_RATIO = 0.10
+
+
+def quantile(sorted_values: Sequence[float], q: float) -> float:
+    """Linear-interpolation quantile (numpy's default method, type 7) of sorted values."""
+    if not sorted_values:
+        raise ValueError("quantile of no values")
+    if not 0.0 <= q <= 1.0:
+        raise ValueError(f"quantile must be in [0, 1], got {q}")
+    position = (len(sorted_values) - 1) * q
+    low = math.floor(position)
+    high = min(low + 1, len(sorted_values) - 1)
+    fraction = position - low
+    return sorted_values[low] + (sorted_values[high] - sorted_values[low]) * fraction
+
+
+def thin(values: Sequence[float], limit: int = MAX_STORED_SAMPLES) -> list[float]:
+    """At most ``limit`` values, taken evenly across the sequence (keeps time order)."""
+    if len(values) <= limit:
+        return list(values)
+    step = len(values) / limit
+    return [values[int(i * step)] for i in range(limit)]
+
+
+def _float_tuple(values: Sequence[float]) -> tuple[float, ...]:
+    return tuple(float(v) for v in values)
+
+
+@attrs.frozen
+class Statistics:
+    """Summary of repeated measurements of one quantity (seconds per call for timings).
+
+    ``outliers_low``/``outliers_high`` count samples outside the Tukey fences; they are
+    included in every other figure. ``stop_reason`` says why sampling ended: ``stable``
+    (IQR/median under the target), ``budget`` (time budget spent), ``max_samples``, or
+    ``given`` for statistics computed from samples handed in.
+    """
+
+    unit: str
+    n: int
+    median: float
+    mean: float
+    std: float
+    q1: float
+    q3: float
+    p10: float
+    p90: float
+    minimum: float
+    maximum: float
+    outliers_low: int
+    outliers_high: int
+    warmup_samples: int = 0
+    calls_per_sample: int = 1
+    stop_reason: str = "given"
+    samples: tuple[float, ...] = attrs.field(default=(), converter=_float_tuple)
+
+    @property
+    def iqr(self) -> float:
+        return self.q3 - self.q1
+
+    @property
+    def iqr_ratio(self) -> float:
+        """IQR / median: the relative spread used as the stability criterion."""
+        return self.iqr / self.median if self.median > 0 else math.inf
+
+    @property
+    def outliers(self) -> int:
+        return self.outliers_low + self.outliers_high
+
+    @property
+    def noisy(self) -> bool:
+        return self.iqr_ratio > NOISE_WARNING_RATIO
+
+    def noise_warning(self) -> str | None:
+        """A one-line warning when the spread is too large to trust small differences."""
+        if not self.noisy:
+            return None
+        return (
+            f"noisy measurement: IQR is {self.iqr_ratio:.0%} of the median over {self.n} samples "
+            f"({self.outliers} Tukey outliers); close other programs or raise the time budget"
+        )
+
+    def scaled(self, factor: float, unit: str) -> Statistics:
+        """The same statistics in another unit (e.g. milliseconds); ``factor`` must be > 0."""
+        if factor <= 0:
+            raise ValueError("scale factor must be positive")
+        return attrs.evolve(
+            self,
+            unit=unit,
+            median=self.median * factor,
+            mean=self.mean * factor,
+            std=self.std * factor,
+            q1=self.q1 * factor,
+            q3=self.q3 * factor,
+            p10=self.p10 * factor,
+            p90=self.p90 * factor,
+            minimum=self.minimum * factor,
+            maximum=self.maximum * factor,
+            samples=tuple(s * factor for s in self.samples),
+        )
+
+    def to_dict(self) -> dict[str, Any]:
+        data = attrs.asdict(self)
+        data["samples"] = list(self.samples)
+        data["iqr"] = self.iqr
+        data["iqr_ratio"] = self.iqr_ratio if math.isfinite(self.iqr_ratio) else None
+        data["noisy"] = self.noisy
+        return data
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> Statistics:
+        names = {a.name for a in attrs.fields(cls)}
+        return cls(**{k: v for k, v in data.items() if k in names})
+
+
+def summarize(
+    samples: Sequence[float],
+    *,
+    unit: str = "s",
+    warmup_samples: int = 0,
+    calls_per_sample: int = 1,
+    stop_reason: str = "given",
+) -> Statistics:
+    """Summarise ``samples`` (at least one). Nothing is dropped; outliers are counted."""
+    values = [float(v) for v in samples]
+    if not values:
+        raise ValueError("cannot summarise zero samples")
+    if any(not math.isfinite(v) for v in values):
+        raise ValueError("samples must be finite numbers")
+    ordered = sorted(values)
+    n = len(ordered)
+    mean = math.fsum(ordered) / n
+    std = math.sqrt(math.fsum((v - mean) ** 2 for v in ordered) / (n - 1)) if n > 1 else 0.0
+    q1, q3 = quantile(ordered, 0.25), quantile(ordered, 0.75)
+    fence = 1.5 * (q3 - q1)
+    return Statistics(
+        unit=unit,
+        n=n,
+        median=quantile(ordered, 0.5),
+        mean=mean,
+        std=std,
+        q1=q1,
+        q3=q3,
+        p10=quantile(ordered, 0.10),
+        p90=quantile(ordered, 0.90),
+        minimum=ordered[0],
+        maximum=ordered[-1],
+        outliers_low=sum(1 for v in ordered if v < q1 - fence),
+        outliers_high=sum(1 for v in ordered if v > q3 + fence),
+        warmup_samples=warmup_samples,
+        calls_per_sample=calls_per_sample,
+        stop_reason=stop_reason,
+        samples=tuple(thin(values)),
+    )
+
+
+def is_stable(samples: Sequence[float], target_iqr_ratio: float) -> bool:
+    """True when the relative spread (IQR / median) of ``samples`` is under the target."""
+    if len(samples) < 3:
+        return False
+    ordered = sorted(samples)
+    median = quantile(ordered, 0.5)
+    if median <= 0:
+        return False
+    return (quantile(ordered, 0.75) - quantile(ordered, 0.25)) / median <= target_iqr_ratio

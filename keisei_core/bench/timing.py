@@ -1,0 +1,191 @@
+"""Timing loops: warm up until stable, then sample adaptively (one callable or interleaved A/B).
+
+What the loops do, and why (after torch.utils.benchmark's ``blocked_autorange`` and pyperf):
+- Warm-up runs the callable until at least ``warmup_seconds`` passed *and* two successive
+  windows of per-call times agree within 10 %; the first call (compilation, allocator
+  growth) never counts. Warm-up is capped at three times ``warmup_seconds`` (plus one call)
+  so a drifting cell cannot hang the run; the warm-up count is recorded.
+- Calls shorter than :data:`MIN_BLOCK_SECONDS` are grouped into blocks so timer resolution
+  and loop overhead stay negligible; a sample is the mean call time of one block.
+- Sampling stops when there are at least ``min_samples`` and the IQR/median is under
+  ``target_iqr_ratio`` (``stable``), the time budget is spent (``budget``), or
+  ``max_samples`` is reached. Nothing is dropped (see :mod:`keisei_core.bench.stats`).
+- ``sync`` (e.g. ``torch.cuda.synchronize``) runs before the clock is read at both ends
+  of a block, so asynchronous GPU work is inside the measured time.
+- :func:`measure_interleaved` times several callables in rounds whose order is shuffled
+  every round (never baseline-always-first), so drift (thermal, other processes) hits
+  every contender alike.
+"""
+
+from __future__ import annotations
+
+import math
+import random
+import time
+from collections.abc import Callable, Mapping
+from typing import Any
+
+from keisei_core.bench.stats import Statistics, is_stable, quantile, summarize
+
+MIN_BLOCK_SECONDS = 0.005
+WARMUP_WINDOW = 3
+WARMUP_AGREEMENT = 0.10
+WARMUP_CAP_FACTOR = 3.0
+
+Clock = Callable[[], float]
+
+
+def _no_sync() -> None:
+    return None
+
+
+class _Timed:
+    """One callable with its clock, sync and block size."""
+
+    def __init__(self, fn: Callable[[], Any], clock: Clock, sync: Callable[[], None]) -> None:
+        self.fn = fn
+        self.clock = clock
+        self.sync = sync
+        self.calls_per_sample = 1
+        self.warmup_samples = 0
+        self.samples: list[float] = []
+
+    def block(self, calls: int) -> float:
+        """Mean seconds per call over ``calls`` back-to-back calls."""
+        self.sync()
+        start = self.clock()
+        for _ in range(calls):
+            self.fn()
+        self.sync()
+        return (self.clock() - start) / calls
+
+    def warm_up(self, warmup_seconds: float) -> None:
+        start = self.clock()
+        times = [self.block(1)]  # the first call is never a sample
+        cap = warmup_seconds * WARMUP_CAP_FACTOR
+        while True:
+            elapsed = self.clock() - start
+            if elapsed >= cap:
+                break
+            if elapsed >= warmup_seconds and _windows_agree(times):
+                break
+            times.append(self.block(1))
+        self.warmup_samples = len(times)
+        recent = sorted(times[-WARMUP_WINDOW:])
+        per_call = max(quantile(recent, 0.5), 1e-9)
+        self.calls_per_sample = max(1, math.ceil(MIN_BLOCK_SECONDS / per_call))
+
+    def sample(self) -> None:
+        self.samples.append(self.block(self.calls_per_sample))
+
+    def statistics(self, stop_reason: str) -> Statistics:
+        return summarize(
+            self.samples,
+            unit="s",
+            warmup_samples=self.warmup_samples,
+            calls_per_sample=self.calls_per_sample,
+            stop_reason=stop_reason,
+        )
+
+
+def _windows_agree(times: list[float]) -> bool:
+    """The medians of the last two windows of warm-up times differ by at most 10 %."""
+    if len(times) < 1 + 2 * WARMUP_WINDOW:
+        return False
+    last = sorted(times[-WARMUP_WINDOW:])
+    previous = sorted(times[-2 * WARMUP_WINDOW : -WARMUP_WINDOW])
+    a, b = quantile(last, 0.5), quantile(previous, 0.5)
+    return abs(a - b) <= WARMUP_AGREEMENT * max(a, b, 1e-12)
+
+
+def _stop_reason(
+    samples_of: list[list[float]],
+    elapsed: float,
+    *,
+    min_samples: int,
+    max_samples: int,
+    budget: float,
+    target: float,
+) -> str | None:
+    counts = [len(s) for s in samples_of]
+    if min(counts) < min_samples:
+        return None
+    if all(is_stable(s, target) for s in samples_of):
+        return "stable"
+    if elapsed >= budget:
+        return "budget"
+    if min(counts) >= max_samples:
+        return "max_samples"
+    return None
+
+
+def measure(
+    fn: Callable[[], Any],
+    *,
+    warmup_seconds: float,
+    min_samples: int,
+    max_samples: int,
+    time_budget_seconds: float,
+    target_iqr_ratio: float,
+    sync: Callable[[], None] | None = None,
+    clock: Clock = time.perf_counter,
+) -> Statistics:
+    """Seconds per call of ``fn`` (see the module docstring for the procedure)."""
+    timed = _Timed(fn, clock, sync or _no_sync)
+    timed.warm_up(warmup_seconds)
+    start = clock()
+    while True:
+        timed.sample()
+        reason = _stop_reason(
+            [timed.samples],
+            clock() - start,
+            min_samples=min_samples,
+            max_samples=max_samples,
+            budget=time_budget_seconds,
+            target=target_iqr_ratio,
+        )
+        if reason is not None:
+            return timed.statistics(reason)
+
+
+def measure_interleaved(
+    fns: Mapping[str, Callable[[], Any]],
+    *,
+    warmup_seconds: float,
+    min_samples: int,
+    max_samples: int,
+    time_budget_seconds: float,
+    target_iqr_ratio: float,
+    sync: Callable[[], None] | None = None,
+    clock: Clock = time.perf_counter,
+    seed: int = 0,
+) -> dict[str, Statistics]:
+    """Seconds per call of each callable, sampled in rounds of shuffled order.
+
+    The time budget is per contender (the whole loop may take ``len(fns)`` budgets), and
+    sampling continues until *every* contender is stable, so neither gets fewer samples.
+    """
+    if not fns:
+        raise ValueError("measure_interleaved needs at least one callable")
+    timed = {name: _Timed(fn, clock, sync or _no_sync) for name, fn in fns.items()}
+    order = list(timed)
+    rng = random.Random(seed)
+    rng.shuffle(order)
+    for name in order:
+        timed[name].warm_up(warmup_seconds)
+    start = clock()
+    budget = time_budget_seconds * len(timed)
+    while True:
+        rng.shuffle(order)
+        for name in order:
+            timed[name].sample()
+        reason = _stop_reason(
+            [t.samples for t in timed.values()],
+            clock() - start,
+            min_samples=min_samples,
+            max_samples=max_samples,
+            budget=budget,
+            target=target_iqr_ratio,
+        )
+        if reason is not None:
+            return {name: t.statistics(reason) for name, t in timed.items()}
