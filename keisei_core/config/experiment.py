@@ -94,8 +94,8 @@ def load_experiment(
 ) -> ExperimentConfig:
     """Read a TOML file (or start from defaults when ``path`` is None), apply ``--set``
     overrides, and type the result. Relative plugin paths are taken from the file's folder."""
-    data: dict[str, Any] = read_toml(path) if path is not None else {}
     where = label or (str(path) if path is not None else "config")
+    data: dict[str, Any] = read_toml(path, where) if path is not None else {}
     apply_overrides(data, overrides)
     config = structure(data, ExperimentConfig, where)
     if path is not None:

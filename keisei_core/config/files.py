@@ -18,19 +18,21 @@ else:  # pragma: no cover
 __all__ = ["dump_toml", "read_toml", "tomllib"]
 
 
-def read_toml(path: str | Path) -> dict[str, Any]:
+def read_toml(path: str | Path, label: str | None = None) -> dict[str, Any]:
+    """Parse a TOML file; errors name ``label`` (default: the path)."""
     path = Path(path)
+    where = label or str(path)
     try:
         with path.open("rb") as handle:
             return tomllib.load(handle)
     except FileNotFoundError:
-        raise ConfigError(f"{path}: no such config file") from None
+        raise ConfigError(f"{where}: no such config file") from None
     except IsADirectoryError:
-        raise ConfigError(f"{path}: is a directory, not a config file") from None
+        raise ConfigError(f"{where}: is a directory, not a config file") from None
     except UnicodeDecodeError as exc:
-        raise ConfigError(f"{path}: not UTF-8 text ({exc.reason})") from None
+        raise ConfigError(f"{where}: not UTF-8 text ({exc.reason})") from None
     except tomllib.TOMLDecodeError as exc:
-        raise ConfigError(f"{path}: invalid TOML: {' '.join(str(exc).split())}") from None
+        raise ConfigError(f"{where}: invalid TOML: {' '.join(str(exc).split())}") from None
 
 
 def _drop_none(value: Any) -> Any:
