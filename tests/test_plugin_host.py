@@ -155,7 +155,7 @@ def test_failed_plugin_leaves_nothing_half_registered(tmp_path: Path) -> None:
 
 def test_strict_mode_raises(tmp_path: Path) -> None:
     path = _local_plugin(tmp_path, "bad", "raise RuntimeError('nope')")
-    with pytest.raises(PluginError, match="plugin 'bad' failed: import of .* RuntimeError: nope"):
+    with pytest.raises(PluginError, match=r"plugin 'bad' failed: import of .* RuntimeError: nope"):
         _host(path, strict=True)
     with pytest.raises(PluginError):
         _host(path, env={"KEISEI_PLUGINS": "", "KEISEI_STRICT_PLUGINS": "1"})

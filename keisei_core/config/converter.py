@@ -67,10 +67,11 @@ def _messages(exc: BaseException, path: str) -> list[str]:
         out: list[str] = []
         errors, _ = exc.group_exceptions()
         for inner, note in errors:
-            if isinstance(exc, ClassValidationError):
-                sub = f"{path}.{note.name}" if path else str(note.name)
+            name = getattr(note, "name", None)
+            if name is not None:
+                sub = f"{path}.{name}" if path else str(name)
             else:
-                sub = f"{path}[{note.index}]"
+                sub = f"{path}[{getattr(note, 'index', '?')}]"
             if isinstance(inner, KeyError) and not isinstance(inner, ForbiddenExtraKeysError):
                 out.append(f"{sub}: required key missing")
             else:

@@ -102,7 +102,7 @@ class PluginHost:
         message = f"plugin '{record.name}' failed: {record.error}"
         if self.strict:
             raise PluginError(message)
-        self._warn(message + f" (other plugins still loaded; set KEISEI_STRICT_PLUGINS=1 to make this an error)")
+        self._warn(message + " (other plugins still loaded; set KEISEI_STRICT_PLUGINS=1 to make this an error)")
 
     def _load_one(self, record: PluginRecord) -> None:
         plugin: Any = None
@@ -194,8 +194,8 @@ class PluginHost:
         def register(spec: Any) -> None:
             if not isinstance(spec, spec_type):
                 message = f"register() for {kind}s takes a {spec_type.__name__}, got {type(spec).__name__}"
-            elif any(r.name == spec.name for r in staged):
-                message = f"{kind} '{spec.name}' registered twice by the same plugin"
+            elif any(r.name == getattr(spec, "name", None) for r in staged):
+                message = f"{kind} '{getattr(spec, 'name', '?')}' registered twice by the same plugin"
             else:
                 staged.append(Registration(spec, record.name, record.distribution))
                 return
