@@ -31,10 +31,11 @@ cell of the matrix (model x strategy x batch size) and records what it returns::
 Rules the engine relies on:
 - ``context.model`` is the model after the cell's strategy (possibly compiled), in eval
   mode, or in train mode when the spec says ``needs_training=True`` (the strategy was
-  then applied for training). ``context.eager_model`` is the same weights, uncompiled.
-  Probes may run either, but must not change their weights in place unless they work
-  on a copy (``copy.deepcopy(context.eager_model)``) -- the train-step probe steps an
-  optimizer on ``context.model``; the engine builds a fresh model for every probe.
+  then applied for training). ``context.eager_model`` holds the same initial weights,
+  uncompiled. The engine builds and compiles once per (model, strategy, mode) and shares
+  the pair across batch sizes and probes of that mode: eval-mode probes must not change
+  weights; training probes may step an optimizer on ``context.model`` (only training
+  probes see that model).
 - Time with ``context.time(fn)`` (or ``context.time_interleaved({...})`` for A/B), which
   warm up, sample adaptively, synchronise CUDA and stop on the cell's settings; the
   returned :class:`~keisei_core.bench.stats.Statistics` is in seconds per call.
@@ -157,8 +158,10 @@ class ProbeContext:
     count, a private ``scratch_dir``, the observation shape and action count, the
     ``compile_report`` of the strategy (or None), ``training`` (model in train mode),
     ``recompile`` (builds a fresh model and applies the strategy again, returning
-    ``(model, report)``; used by the compile-time probe) and ``run_cache``, a dict shared
-    by every cell of one run (e.g. the machine's calibrated peak FLOP/s).
+    ``(model, report)``; used by the compile-time probe), ``run_cache``, a dict shared
+    by every cell of one run (e.g. the machine's calibrated peak FLOP/s), and
+    ``plugins``, the local plugin paths/modules of the run, for probes that rebuild the
+    cell in a child process (memory, compile-time).
     """
 
     model: nn.Module
@@ -179,6 +182,7 @@ class ProbeContext:
     training: bool = False
     recompile: Callable[[], tuple[Any, Any]] | None = None
     run_cache: dict[str, Any] = attrs.field(factory=dict)
+    plugins: tuple[str, ...] = ()
 
     # -- inputs -------------------------------------------------------------------------
     @property
@@ -259,14 +263,22 @@ class ProbeContext:
             "sync": self.synchronize if self.device == "cuda" else None,
         }
 
-    def time(self, fn: Callable[[], Any]) -> Statistics:
-        """Seconds per call of ``fn``: warm-up until stable, adaptive repeats, CUDA sync."""
-        from keisei_core.bench.timing import measure
+    def time(self, fn: Callable[[], Any], *, per_call: bool = False) -> Statistics:
+        """Seconds per call of ``fn``: warm-up until stable, adaptive repeats, CUDA sync.
 
-        return measure(fn, **self._timing_kwargs())
+        Calls shorter than 5 ms are timed in blocks (a sample is a block's mean);
+        ``per_call=True`` times each call on its own, for latency distributions."""
+        from keisei_core.bench.timing import MIN_BLOCK_SECONDS, measure
 
-    def time_interleaved(self, fns: Mapping[str, Callable[[], Any]]) -> dict[str, Statistics]:
-        """Seconds per call of each callable, sampled in rounds of shuffled order (A/B)."""
-        from keisei_core.bench.timing import measure_interleaved
+        block = 0.0 if per_call else MIN_BLOCK_SECONDS
+        return measure(fn, min_block_seconds=block, **self._timing_kwargs())
 
-        return measure_interleaved(fns, seed=self.seed, **self._timing_kwargs())
+    def time_interleaved(
+        self, fns: Mapping[str, Callable[[], Any]], *, per_call: bool = False
+    ) -> dict[str, Statistics]:
+        """Seconds per call of each callable, sampled in rounds of shuffled order (A/B).
+        Round ``i`` holds sample ``i`` of every callable, so samples pair up by index."""
+        from keisei_core.bench.timing import MIN_BLOCK_SECONDS, measure_interleaved
+
+        block = 0.0 if per_call else MIN_BLOCK_SECONDS
+        return measure_interleaved(fns, seed=self.seed, min_block_seconds=block, **self._timing_kwargs())

@@ -10,7 +10,7 @@ the raw samples is kept so that ``keisei compare`` can bootstrap a confidence in
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import attrs
@@ -119,6 +119,20 @@ class Statistics:
             minimum=self.minimum * factor,
             maximum=self.maximum * factor,
             samples=tuple(s * factor for s in self.samples),
+        )
+
+    def mapped(self, fn: Callable[[float], float], unit: str) -> Statistics:
+        """Statistics of ``fn(sample)`` for a monotone ``fn`` (e.g. seconds per call to
+        samples per second): re-summarised from the stored samples, so a throughput's
+        median is exactly ``fn`` of the time median when fewer than 512 samples were taken."""
+        if not self.samples:
+            raise ValueError("no stored samples to map")
+        return summarize(
+            [fn(s) for s in self.samples],
+            unit=unit,
+            warmup_samples=self.warmup_samples,
+            calls_per_sample=self.calls_per_sample,
+            stop_reason=self.stop_reason,
         )
 
     def to_dict(self) -> dict[str, Any]:

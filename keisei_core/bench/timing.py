@@ -42,8 +42,11 @@ def _no_sync() -> None:
 class _Timed:
     """One callable with its clock, sync and block size."""
 
-    def __init__(self, fn: Callable[[], Any], clock: Clock, sync: Callable[[], None]) -> None:
+    def __init__(
+        self, fn: Callable[[], Any], clock: Clock, sync: Callable[[], None], min_block: float
+    ) -> None:
         self.fn = fn
+        self.min_block = min_block
         self.clock = clock
         self.sync = sync
         self.calls_per_sample = 1
@@ -73,7 +76,7 @@ class _Timed:
         self.warmup_samples = len(times)
         recent = sorted(times[-WARMUP_WINDOW:])
         per_call = max(quantile(recent, 0.5), 1e-9)
-        self.calls_per_sample = max(1, math.ceil(MIN_BLOCK_SECONDS / per_call))
+        self.calls_per_sample = max(1, math.ceil(self.min_block / per_call))
 
     def sample(self) -> None:
         self.samples.append(self.block(self.calls_per_sample))
@@ -129,9 +132,13 @@ def measure(
     target_iqr_ratio: float,
     sync: Callable[[], None] | None = None,
     clock: Clock = time.perf_counter,
+    min_block_seconds: float = MIN_BLOCK_SECONDS,
 ) -> Statistics:
-    """Seconds per call of ``fn`` (see the module docstring for the procedure)."""
-    timed = _Timed(fn, clock, sync or _no_sync)
+    """Seconds per call of ``fn`` (see the module docstring for the procedure).
+
+    ``min_block_seconds=0`` times every call on its own (latency distributions, where
+    block means would hide the tail)."""
+    timed = _Timed(fn, clock, sync or _no_sync, min_block_seconds)
     timed.warm_up(warmup_seconds)
     start = clock()
     while True:
@@ -159,6 +166,7 @@ def measure_interleaved(
     sync: Callable[[], None] | None = None,
     clock: Clock = time.perf_counter,
     seed: int = 0,
+    min_block_seconds: float = MIN_BLOCK_SECONDS,
 ) -> dict[str, Statistics]:
     """Seconds per call of each callable, sampled in rounds of shuffled order.
 
@@ -167,7 +175,7 @@ def measure_interleaved(
     """
     if not fns:
         raise ValueError("measure_interleaved needs at least one callable")
-    timed = {name: _Timed(fn, clock, sync or _no_sync) for name, fn in fns.items()}
+    timed = {name: _Timed(fn, clock, sync or _no_sync, min_block_seconds) for name, fn in fns.items()}
     order = list(timed)
     rng = random.Random(seed)
     rng.shuffle(order)
