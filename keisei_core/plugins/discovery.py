@@ -18,6 +18,7 @@ from keisei_core.plugins.records import PluginRecord
 BUILTIN_PLUGINS: tuple[tuple[str, str], ...] = (
     ("builtin.models", "keisei_core.builtin.models"),
     ("builtin.strategies", "keisei_core.builtin.strategies"),
+    ("builtin.probes", "keisei_core.builtin.probes"),
 )
 
 ENV_ONLY = "KEISEI_PLUGINS"

@@ -1,0 +1,168 @@
+"""Measurements that need a fresh process: peak resident memory and cold/warm compile time.
+
+The parent sends a JSON task on stdin (``python -m keisei_core.bench.child``); the child
+loads the same plugins, rebuilds the cell's model from its registered name and options,
+applies the strategy, runs the workload and prints one JSON line prefixed with
+:data:`RESULT_PREFIX`. Peak RSS comes from ``getrusage(RUSAGE_SELF).ru_maxrss`` of that
+child: a process of its own, so earlier cells of the run cannot inflate it.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import resource
+import subprocess
+import sys
+import time
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+RESULT_PREFIX = "KEISEI_CHILD_RESULT "
+
+
+class ChildError(RuntimeError):
+    """The child process failed, timed out or printed no result."""
+
+
+def _maxrss_bytes() -> int:
+    rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    # Linux reports KiB, macOS bytes.
+    return int(rss if sys.platform == "darwin" else rss * 1024)
+
+
+def run_child(task: Mapping[str, Any], *, timeout: float, env: Mapping[str, str] | None = None) -> dict[str, Any]:
+    """Run ``task`` in a fresh interpreter and return its result dict (bounded by ``timeout``)."""
+    child_env = dict(os.environ)
+    child_env.update(env or {})
+    try:
+        proc = subprocess.run(
+            [sys.executable, "-m", "keisei_core.bench.child"],
+            input=json.dumps(dict(task)),
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+            env=child_env,
+            check=False,
+        )
+    except subprocess.TimeoutExpired:
+        raise ChildError(f"child measurement did not finish within {timeout:.0f} s") from None
+    for line in reversed(proc.stdout.splitlines()):
+        if line.startswith(RESULT_PREFIX):
+            result: dict[str, Any] = json.loads(line[len(RESULT_PREFIX) :])
+            if "error" in result:
+                raise ChildError(f"child measurement failed: {result['error']}")
+            return result
+    tail = " | ".join(proc.stderr.strip().splitlines()[-3:])
+    raise ChildError(f"child measurement exited with status {proc.returncode} and no result: {tail}")
+
+
+def _build_context(task: Mapping[str, Any], host: Any) -> Any:
+    """The cell, rebuilt: a ProbeContext around a fresh eager model (strategy not applied)."""
+    import torch
+
+    from keisei_core.bench.probe_api import ProbeContext
+    from keisei_core.config.experiment import BenchSettings
+    from keisei_core.introspect import model_shapes
+    from keisei_core.models import build_from_spec, resolve_options
+
+    spec = host.models.get(task["model"])
+    options = resolve_options(spec, task["options"])
+    torch.manual_seed(int(task["seed"]))
+    eager = build_from_spec(spec, options)
+    context = ProbeContext(
+        model=eager,
+        eager_model=eager,
+        model_name=task["model"],
+        model_options=dict(task["options"]),
+        strategy=task["strategy"],
+        batch_size=int(task["batch_size"]),
+        device=task["device"],
+        dtype=task["dtype"],
+        seed=int(task["seed"]),
+        settings=BenchSettings(),
+        threads=int(task["threads"]),
+        scratch_dir=Path(task.get("scratch", ".")),
+        observation_shape=model_shapes(eager).observation,
+        num_actions=model_shapes(eager).num_actions,
+        training=bool(task["training"]),
+    )
+    context.eager_model = context.model = eager.to(device=context.device, dtype=context.torch_dtype)
+    eager.train(context.training)
+    return context
+
+
+def _workload(context: Any, model: Any) -> Any:
+    from keisei_core.bench.workloads import act_call, ppo_step
+
+    if context.training:
+        return ppo_step(model, context.rollout_batch())
+    return act_call(model, context.observations(), context.legal_masks())
+
+
+def _apply(context: Any, host: Any) -> tuple[Any, Any]:
+    from keisei_core.bench.strategies import apply_strategy
+
+    return apply_strategy(
+        host, context.strategy, context.eager_model,
+        device=context.device, dtype=context.dtype, batch_sizes=(context.batch_size,),
+        training=context.training, example_obs=context.observations(),
+    )
+
+
+def _measure(task: Mapping[str, Any]) -> dict[str, Any]:
+    baseline = _maxrss_bytes()
+    import torch
+
+    torch.set_num_threads(int(task["threads"]))
+    from keisei_core.plugins import PluginHost
+
+    host = PluginHost(list(task.get("plugins", [])), warn=lambda _message: None).load()
+    after_import = _maxrss_bytes()
+    context = _build_context(task, host)
+    after_build = _maxrss_bytes()
+    result: dict[str, Any] = {
+        "rss_start_bytes": baseline,
+        "rss_after_import_bytes": after_import,
+        "rss_after_build_bytes": after_build,
+    }
+    if task["kind"] == "memory":
+        model, _report = _apply(context, host)
+        after_apply = _maxrss_bytes()
+        work = _workload(context, model)
+        for _ in range(int(task.get("repeats", 3))):
+            work()
+        result.update(rss_after_apply_bytes=after_apply, rss_peak_bytes=_maxrss_bytes())
+    elif task["kind"] == "compile":
+        eager_work = _workload(context, context.eager_model)
+        start = time.perf_counter()
+        eager_work()
+        result["eager_first_call_seconds"] = time.perf_counter() - start
+        start = time.perf_counter()
+        model, _report = _apply(context, host)
+        applied = time.perf_counter()
+        _workload(context, model)()
+        if context.device == "cuda":
+            torch.cuda.synchronize()
+        done = time.perf_counter()
+        result.update(apply_seconds=applied - start, first_call_seconds=done - applied, compile_seconds=done - start)
+    else:
+        raise ValueError(f"unknown child task kind {task['kind']!r}")
+    return result
+
+
+def main() -> int:
+    try:
+        task = json.loads(sys.stdin.read())
+        result = _measure(task)
+    except Exception as exc:  # reported to the parent as one line, which records the cell failed
+        text = " ".join(str(exc).split())[:400]
+        result = {"error": f"{type(exc).__name__}: {text}"}
+    sys.stdout.write(RESULT_PREFIX + json.dumps(result) + "\n")
+    sys.stdout.flush()
+    return 0
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

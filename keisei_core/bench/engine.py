@@ -1,0 +1,345 @@
+"""The matrix runner: every (model, strategy, batch size, probe) cell, isolated, recorded at once.
+
+For each model entry and strategy the engine builds the eager model from a fixed seed,
+applies the strategy once per mode (eval for inference probes, train for probes with
+``needs_training``) and shares that pair across the mode's batch sizes and probes: a
+compile is the most expensive step of a cell and does not depend on the probe.
+
+Isolation: a model that fails to build, a strategy that fails to apply or a probe that
+raises marks the affected cells ``failed`` with a one-line reason (the traceback goes to
+``failures.log`` beside the results); a strategy or probe that does not support the
+cell's device, dtype or mode marks them ``skipped``. The run goes on either way.
+Ctrl-C (KeyboardInterrupt) ends the run cleanly: the results file keeps every finished
+cell and its run status says ``interrupted``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import gc
+import sys
+import tempfile
+import time
+import traceback
+from collections.abc import Iterator, Sequence
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Protocol
+
+import attrs
+
+from keisei_core.bench.probe_api import ProbeContext, ProbeResult, ProbeUnsupported
+from keisei_core.bench.results import CellRecord, Results
+from keisei_core.bench.strategies import StrategyUnsupported, apply_strategy, check_support
+from keisei_core.config.experiment import ExperimentConfig, ModelEntry, experiment_to_dict
+from keisei_core.errors import ConfigError, KeiseiError
+from keisei_core.specs import ProbeSpec
+
+if TYPE_CHECKING:
+    from torch import nn
+
+    from keisei_core.plugins import PluginHost
+
+
+class RunObserver(Protocol):
+    """Receives the run as it happens (the W&B tracker is one)."""
+
+    def on_start(self, results: Results) -> None: ...
+
+    def on_cell(self, cell: CellRecord, results: Results) -> None: ...
+
+    def on_finish(self, results: Results) -> None: ...
+
+
+def one_line(exc: BaseException) -> str:
+    text = " ".join(str(exc).split())
+    if len(text) > 400:
+        text = text[:400] + "..."
+    return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
+
+
+def now_iso() -> str:
+    return datetime.now(timezone.utc).isoformat(timespec="seconds")
+
+
+@attrs.define
+class _Group:
+    """One (model entry, strategy, mode): the models, or why there are none."""
+
+    entry: ModelEntry
+    strategy: str
+    training: bool
+    model: Any = None
+    eager: Any = None
+    report: dict[str, Any] | None = None
+    status: str = "ok"
+    reason: str | None = None
+
+
+@attrs.define
+class BenchEngine:
+    """Runs an :class:`ExperimentConfig` against a loaded plugin host."""
+
+    config: ExperimentConfig
+    host: PluginHost
+    results_path: Path
+    config_path: str | None = None
+    plugins: Sequence[str] = ()
+    observers: Sequence[RunObserver] = ()
+    progress: bool = True
+    run_name: str | None = None
+
+    # -- planning ------------------------------------------------------------------------
+    def validate(self) -> None:
+        """Every name and model option is known, labels are unique; one error otherwise."""
+        from keisei_core.config.checks import check_names
+
+        check_names(self.config, self.host, where=self.config_path or "config")
+        labels = [entry.display_name for entry in self.config.models]
+        repeated = sorted({label for label in labels if labels.count(label) > 1})
+        if repeated:
+            raise ConfigError(
+                f"{self.config_path or 'config'}: models {repeated} appear more than once; "
+                "give each a distinct 'label'"
+            )
+        if self.config.device == "cuda":
+            import torch
+
+            if not torch.cuda.is_available():
+                raise KeiseiError("config asks for device 'cuda' but torch.cuda.is_available() is False")
+
+    def probe_specs(self) -> list[ProbeSpec]:
+        return [self.host.probes.get(name) for name in self.config.probes]
+
+    def total_cells(self) -> int:
+        c = self.config
+        return len(c.models) * len(c.strategies) * len(c.batch_sizes) * len(c.probes)
+
+    # -- running -------------------------------------------------------------------------
+    def run(self) -> Results:
+        import torch
+
+        self.validate()
+        config = self.config
+        threads = config.bench.threads or torch.get_num_threads()
+        previous_threads = torch.get_num_threads()
+        torch.set_num_threads(threads)
+        from keisei_core.bench.manifest import environment_manifest
+
+        results = Results(
+            run={
+                "name": self.run_name or config.name,
+                "status": "running",
+                "started": now_iso(),
+                "finished": None,
+                "config_path": self.config_path,
+                "config": experiment_to_dict(config),
+            },
+            manifest=environment_manifest(self.host, threads=threads, device=config.device),
+            path=self.results_path,
+        )
+        run_cache: dict[str, Any] = {"calibration": results.calibration}
+        results.save()
+        for observer in self.observers:
+            observer.on_start(results)
+        bar = _progress_bar(self.total_cells(), enabled=self.progress)
+        scratch_root = Path(tempfile.mkdtemp(prefix="keisei-bench-"))
+        try:
+            for cell in self._cells(threads, scratch_root, run_cache, bar):
+                results.append(cell)
+                bar.update(1)
+                for observer in self.observers:
+                    observer.on_cell(cell, results)
+            results.run["status"] = "complete"
+        except KeyboardInterrupt:
+            results.run["status"] = "interrupted"
+            print(
+                f"\nkeisei: interrupted; {len(results.cells)} finished cells kept in {self.results_path}",
+                file=sys.stderr,
+            )
+        finally:
+            bar.close()
+            torch.set_num_threads(previous_threads)
+            _remove_tree(scratch_root)
+        results.run["finished"] = now_iso()
+        results.save()
+        for observer in self.observers:
+            observer.on_finish(results)
+        return results
+
+    def _cells(
+        self, threads: int, scratch_root: Path, run_cache: dict[str, Any], bar: Any
+    ) -> Iterator[CellRecord]:
+        probes = self.probe_specs()
+        for entry in self.config.models:
+            for strategy in self.config.strategies:
+                for training in (False, True):
+                    mode_probes = [p for p in probes if p.needs_training == training]
+                    if not mode_probes:
+                        continue
+                    bar.set_postfix_str(f"{entry.display_name}/{strategy} build", refresh=True)
+                    group = self._build_group(entry, strategy, training)
+                    try:
+                        for batch_size in self.config.batch_sizes:
+                            for probe in mode_probes:
+                                bar.set_postfix_str(
+                                    f"{entry.display_name}/{strategy}/b{batch_size}/{probe.name}", refresh=True
+                                )
+                                yield self._run_cell(group, probe, batch_size, threads, scratch_root, run_cache)
+                    finally:
+                        group.model = group.eager = None
+                        gc.collect()
+
+    def _build_models(self, entry: ModelEntry, strategy: str, training: bool) -> tuple[Any, Any, dict[str, Any] | None]:
+        import torch
+
+        from keisei_core.introspect import model_shapes
+        from keisei_core.models import build_from_spec, resolve_options
+        from keisei_core.observations import make_observations
+
+        config = self.config
+        spec = self.host.models.get(entry.name)
+        options = resolve_options(spec, entry.options)
+        torch.manual_seed(config.seed)
+        eager: nn.Module = build_from_spec(spec, options)
+        eager = eager.to(device=config.device, dtype=_torch_dtype(config.dtype))
+        eager.train(training)
+        shapes = model_shapes(eager)
+        example = make_observations(
+            max(config.batch_sizes), shapes.observation[0], shapes.observation[1],
+            seed=config.seed, device=config.device, dtype=_torch_dtype(config.dtype),
+        )
+        model, report = apply_strategy(
+            self.host, strategy, eager,
+            device=config.device, dtype=config.dtype, batch_sizes=config.batch_sizes,
+            training=training, example_obs=example,
+        )
+        if hasattr(model, "train"):
+            model.train(training)
+        return model, eager, report
+
+    def _build_group(self, entry: ModelEntry, strategy: str, training: bool) -> _Group:
+        group = _Group(entry, strategy, training)
+        try:
+            check_support(self.host, strategy, device=self.config.device, dtype=self.config.dtype, training=training)
+            group.model, group.eager, group.report = self._build_models(entry, strategy, training)
+        except StrategyUnsupported as exc:
+            group.status, group.reason = "skipped", str(exc)
+        except KeyboardInterrupt:
+            raise
+        except Exception as exc:
+            group.status, group.reason = "failed", f"building {entry.display_name} with {strategy} failed: {one_line(exc)}"
+            self._log_failure(f"{entry.display_name}/{strategy} (build)", exc)
+        return group
+
+    def _run_cell(
+        self,
+        group: _Group,
+        probe: ProbeSpec,
+        batch_size: int,
+        threads: int,
+        scratch_root: Path,
+        run_cache: dict[str, Any],
+    ) -> CellRecord:
+        config = self.config
+        entry = group.entry
+        cell = CellRecord(
+            model=entry.name,
+            model_label=entry.display_name,
+            model_options=dict(getattr(group.eager, "keisei_model_options", None) or entry.options),
+            strategy=group.strategy,
+            probe=probe.name,
+            batch_size=batch_size,
+            device=config.device,
+            dtype=config.dtype,
+            status="ok",
+            compile_report=group.report,
+        )
+        if group.status != "ok":
+            cell.status, cell.reason = group.status, group.reason
+            return cell
+        if config.device not in probe.devices:
+            cell.status, cell.reason = "skipped", f"probe '{probe.name}' does not run on {config.device}"
+            return cell
+        from keisei_core.introspect import model_shapes
+
+        shapes = model_shapes(group.eager)
+        scratch = scratch_root / f"cell-{id(cell)}"
+        scratch.mkdir()
+        context = ProbeContext(
+            model=group.model,
+            eager_model=group.eager,
+            model_name=entry.name,
+            model_options=cell.model_options,
+            strategy=group.strategy,
+            batch_size=batch_size,
+            device=config.device,
+            dtype=config.dtype,
+            seed=config.seed,
+            settings=config.bench,
+            threads=threads,
+            scratch_dir=scratch,
+            observation_shape=shapes.observation,
+            num_actions=shapes.num_actions,
+            compile_report=group.report,
+            training=group.training,
+            recompile=lambda: self._build_models(entry, group.strategy, group.training)[::2],
+            run_cache=run_cache,
+            plugins=tuple(self.plugins),
+        )
+        start = time.perf_counter()
+        try:
+            result = probe.run(context)
+            if not isinstance(result, ProbeResult):
+                raise TypeError(f"probe '{probe.name}' returned {type(result).__name__}, expected ProbeResult")
+            cell.result = result
+            stats = result.statistics
+            warning = stats.noise_warning() if stats is not None else None
+            if warning:
+                cell.warnings.append(warning)
+        except ProbeUnsupported as exc:
+            cell.status, cell.reason = "skipped", str(exc) or f"probe '{probe.name}' does not support this cell"
+        except KeyboardInterrupt:
+            raise
+        except Exception as exc:
+            cell.status, cell.reason = "failed", one_line(exc)
+            self._log_failure(f"{entry.display_name}/{group.strategy}/b{batch_size}/{probe.name}", exc)
+        finally:
+            cell.duration_seconds = round(time.perf_counter() - start, 3)
+            _remove_tree(scratch)
+        return cell
+
+    def _log_failure(self, where: str, exc: BaseException) -> None:
+        log = self.results_path.parent / "failures.log"
+        text = "".join(traceback.format_exception(type(exc), exc, exc.__traceback__))
+        with contextlib.suppress(OSError), log.open("a", encoding="utf-8") as handle:
+            handle.write(f"== {now_iso()} {where}\n{text}\n")
+
+
+def _torch_dtype(name: str) -> Any:
+    import torch
+
+    return {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}[name]
+
+
+def _remove_tree(path: Path) -> None:
+    import shutil
+
+    shutil.rmtree(path, ignore_errors=True)
+
+
+class _NoBar:
+    def update(self, n: int = 1) -> None: ...
+
+    def set_postfix_str(self, text: str, refresh: bool = True) -> None: ...
+
+    def close(self) -> None: ...
+
+
+def _progress_bar(total: int, *, enabled: bool) -> Any:
+    """tqdm on stderr: cells done, rate and time left; a no-op when disabled."""
+    if not enabled:
+        return _NoBar()
+    from tqdm.auto import tqdm
+
+    return tqdm(total=total, unit="cell", file=sys.stderr, dynamic_ncols=True, desc="bench")

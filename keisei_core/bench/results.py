@@ -1,0 +1,228 @@
+"""The results file: one versioned JSON document, rewritten atomically after every cell.
+
+Schema (``schema_version`` 1)::
+
+    {
+      "schema": "keisei.bench.results",
+      "schema_version": 1,
+      "run": {"name", "status": "running" | "complete" | "interrupted", "started",
+              "finished", "config_path", "config": {... resolved experiment ...}},
+      "manifest": {... environment: versions, CPU/GPU, threads, plugins, git ...},
+      "calibration": {... per-run facts shared by cells, e.g. "peak_flops" ...},
+      "cells": [
+        {"model", "model_label", "model_options", "strategy", "probe", "batch_size",
+         "device", "dtype", "status": "ok" | "failed" | "skipped", "reason",
+         "metric", "unit", "value", "higher_is_better",
+         "statistics": {median, q1, q3, p10, p90, mean, std, n, outliers_low/high,
+                        minimum, maximum, iqr, iqr_ratio, noisy, warmup_samples,
+                        calls_per_sample, stop_reason, unit, samples: [...]} | null,
+         "extra": {...}, "compile_report": {...} | null, "warnings": [...],
+         "duration_seconds"}
+      ]
+    }
+
+Every write goes to a temporary file in the same folder followed by ``os.replace``, so a
+reader (or a crash, or Ctrl-C) never sees a half-written file: after each cell the file
+on disk holds every finished cell.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from collections.abc import Iterable
+from pathlib import Path
+from typing import Any
+
+import attrs
+
+from keisei_core.bench.probe_api import ProbeResult
+from keisei_core.bench.stats import Statistics
+from keisei_core.errors import KeiseiError
+
+SCHEMA = "keisei.bench.results"
+SCHEMA_VERSION = 1
+STATUSES = ("ok", "failed", "skipped")
+
+
+class ResultsError(KeiseiError):
+    """A results file that is missing, not JSON, or not of a known schema version."""
+
+
+@attrs.define
+class CellRecord:
+    """One measured (or failed, or skipped) cell."""
+
+    model: str
+    model_label: str
+    model_options: dict[str, Any]
+    strategy: str
+    probe: str
+    batch_size: int
+    device: str
+    dtype: str
+    status: str = attrs.field(validator=attrs.validators.in_(STATUSES))
+    reason: str | None = None
+    result: ProbeResult | None = None
+    compile_report: dict[str, Any] | None = None
+    warnings: list[str] = attrs.field(factory=list)
+    duration_seconds: float = 0.0
+
+    @property
+    def key(self) -> tuple[str, str, str, int]:
+        """Identifies the cell across runs (for compare): label, strategy, probe, batch."""
+        return (self.model_label, self.strategy, self.probe, self.batch_size)
+
+    @property
+    def value(self) -> float | None:
+        return self.result.value if self.result is not None else None
+
+    @property
+    def statistics(self) -> Statistics | None:
+        return self.result.statistics if self.result is not None else None
+
+    def to_dict(self) -> dict[str, Any]:
+        result = self.result.to_dict() if self.result is not None else None
+        return {
+            "model": self.model,
+            "model_label": self.model_label,
+            "model_options": self.model_options,
+            "strategy": self.strategy,
+            "probe": self.probe,
+            "batch_size": self.batch_size,
+            "device": self.device,
+            "dtype": self.dtype,
+            "status": self.status,
+            "reason": self.reason,
+            "metric": result["metric"] if result else None,
+            "unit": result["unit"] if result else None,
+            "value": result["value"] if result else None,
+            "higher_is_better": result["higher_is_better"] if result else None,
+            "statistics": result["statistics"] if result else None,
+            "extra": result["extra"] if result else {},
+            "compile_report": self.compile_report,
+            "warnings": list(self.warnings),
+            "duration_seconds": self.duration_seconds,
+        }
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> CellRecord:
+        result = None
+        if data.get("status") == "ok" and data.get("metric") is not None:
+            result = ProbeResult.from_dict(data)
+        return cls(
+            model=data["model"],
+            model_label=data.get("model_label") or data["model"],
+            model_options=dict(data.get("model_options") or {}),
+            strategy=data["strategy"],
+            probe=data["probe"],
+            batch_size=int(data["batch_size"]),
+            device=data.get("device", "cpu"),
+            dtype=data.get("dtype", "float32"),
+            status=data["status"],
+            reason=data.get("reason"),
+            result=result,
+            compile_report=data.get("compile_report"),
+            warnings=list(data.get("warnings") or []),
+            duration_seconds=float(data.get("duration_seconds") or 0.0),
+        )
+
+
+@attrs.define
+class Results:
+    """An in-memory results document (see the module docstring for the schema)."""
+
+    run: dict[str, Any]
+    manifest: dict[str, Any]
+    calibration: dict[str, Any] = attrs.field(factory=dict)
+    cells: list[CellRecord] = attrs.field(factory=list)
+    path: Path | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "schema": SCHEMA,
+            "schema_version": SCHEMA_VERSION,
+            "run": self.run,
+            "manifest": self.manifest,
+            "calibration": self.calibration,
+            "cells": [cell.to_dict() for cell in self.cells],
+        }
+
+    def ok_cells(self) -> list[CellRecord]:
+        return [c for c in self.cells if c.status == "ok"]
+
+    def find(self, label: str, strategy: str, probe: str, batch_size: int) -> CellRecord | None:
+        key = (label, strategy, probe, batch_size)
+        return next((c for c in self.cells if c.key == key), None)
+
+    def append(self, cell: CellRecord) -> None:
+        """Add a finished cell and, when the document has a path, write it at once."""
+        self.cells.append(cell)
+        if self.path is not None:
+            self.save()
+
+    def save(self, path: Path | None = None) -> Path:
+        target = path or self.path
+        if target is None:
+            raise ValueError("results have no path to save to")
+        write_json_atomic(target, self.to_dict())
+        return target
+
+
+def write_json_atomic(path: Path, data: Any) -> None:
+    """Write JSON to a temporary file beside ``path``, fsync it, then rename over ``path``."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as handle:
+            json.dump(data, handle, indent=1, allow_nan=False)
+            handle.write("\n")
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        try:
+            os.unlink(tmp)
+        except FileNotFoundError:
+            pass
+        raise
+
+
+def load_results(path: str | Path) -> Results:
+    """Read a results file; anything that is not one of ours is one clear error."""
+    path = Path(path)
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise ResultsError(f"{path}: no such results file") from None
+    except IsADirectoryError:
+        raise ResultsError(f"{path}: is a directory; give the results.json inside it") from None
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise ResultsError(f"{path}: not a JSON results file ({exc})") from None
+    if not isinstance(data, dict) or data.get("schema") != SCHEMA:
+        raise ResultsError(f"{path}: not a keisei results file (no \"schema\": \"{SCHEMA}\")")
+    version = data.get("schema_version")
+    if version != SCHEMA_VERSION:
+        raise ResultsError(
+            f"{path}: results schema version {version!r} is not supported (this keisei reads {SCHEMA_VERSION})"
+        )
+    try:
+        cells = [CellRecord.from_dict(c) for c in data.get("cells", [])]
+    except (KeyError, TypeError, ValueError) as exc:
+        raise ResultsError(f"{path}: malformed cell entry ({type(exc).__name__}: {exc})") from None
+    return Results(
+        run=dict(data.get("run") or {}),
+        manifest=dict(data.get("manifest") or {}),
+        calibration=dict(data.get("calibration") or {}),
+        cells=cells,
+        path=path,
+    )
+
+
+def unique_labels(cells: Iterable[CellRecord]) -> list[str]:
+    """Model labels in first-seen order."""
+    seen: dict[str, None] = {}
+    for cell in cells:
+        seen.setdefault(cell.model_label, None)
+    return list(seen)
