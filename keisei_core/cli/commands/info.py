@@ -19,6 +19,11 @@ def configure(parser: argparse.ArgumentParser) -> None:
         help="model option, e.g. --set depth=3 (repeatable; values parsed as TOML)",
     )
     parser.add_argument("--json", action="store_true", help="print a JSON object")
+    parser.add_argument(
+        "--weights", metavar="FILE", default=None,
+        help="load a checkpoint (bare state_dict, dict with model_state_dict, or from a compiled "
+        "model) into the model and show what loaded",
+    )
 
 
 def model_options_from_overrides(items: list[str]) -> dict[str, Any]:
@@ -36,6 +41,11 @@ def describe_model(ctx: CliContext) -> dict[str, Any]:
     spec = registration.spec
     options = resolve_options(spec, model_options_from_overrides(ctx.args.overrides), where=f"model '{spec.name}' options (--set)")
     model = build_from_spec(spec, options)
+    weights = None
+    if getattr(ctx.args, "weights", None):
+        from keisei_core.checkpoints import load_weights
+
+        weights = load_weights(model, ctx.args.weights).summary()
     shapes = model_shapes(model)
     return {
         "name": spec.name,
@@ -49,8 +59,21 @@ def describe_model(ctx: CliContext) -> dict[str, Any]:
         "flops_per_sample": flops_per_sample(model),
         "input_shape": list(shapes.observation),
         "output_shapes": {"policy_logits": [shapes.num_actions], "value": []},
+        **({"weights": weights} if weights is not None else {}),
         "_model": model,
     }
+
+
+def format_weights(weights: dict[str, Any]) -> str:
+    stripped = (
+        f", stripped '{weights['stripped_prefix']}' from {weights['stripped_keys']} keys"
+        if weights["stripped_prefix"] else ""
+    )
+    other = f", other entries: {', '.join(weights['other_keys'])}" if weights["other_keys"] else ""
+    return (
+        f"{weights['file']}: {weights['entries']} entries loaded, form {'+'.join(weights['forms'])}"
+        f"{stripped}{other}"
+    )
 
 
 def run(ctx: CliContext) -> int:
@@ -63,6 +86,8 @@ def run(ctx: CliContext) -> int:
     for key, value in info.items():
         if key == "options":
             value = ", ".join(f"{k}={v}" for k, v in value.items()) or "-"
+        elif key == "weights":
+            value = format_weights(value)
         elif isinstance(value, int) and key in {"parameters", "trainable_parameters", "flops_per_sample"}:
             value = f"{value:,}"
         print(f"{key.ljust(width)}  {value}")
