@@ -1,0 +1,43 @@
+"""Entry point of ``keisei-plugin-onnxruntime``: registers the ``onnxruntime`` strategy.
+
+Importing this module imports neither torch nor onnxruntime; ``apply`` does, on first use.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import TYPE_CHECKING
+
+from keisei_core.hookspecs import hookimpl
+from keisei_core.specs import StrategyContext, StrategySpec
+
+if TYPE_CHECKING:
+    from torch import nn
+
+STRATEGY_NAME = "onnxruntime"
+
+
+def apply_onnxruntime(model: nn.Module, context: StrategyContext) -> nn.Module:
+    from keisei_plugin_onnxruntime.strategy import apply_onnxruntime as apply
+
+    return apply(model, context)
+
+
+@hookimpl
+def keisei_register_compile_strategies(register: Callable[[StrategySpec], None]) -> None:
+    register(
+        StrategySpec(
+            name=STRATEGY_NAME,
+            apply=apply_onnxruntime,
+            description=(
+                "export with torch.onnx (dynamo) and run in an ONNX Runtime CPU session with a "
+                "dynamic batch axis; inference only, export cached on disk"
+            ),
+            kind="compiler",
+            # mypy types attrs' converter=frozenset parameter as Iterable[_T_co] (unbound);
+            # the values are plain names, checked by StrategySpec's validators.
+            devices=frozenset({"cpu"}),  # type: ignore[arg-type]
+            dtypes=frozenset({"float32"}),  # type: ignore[arg-type]
+            training=False,
+        )
+    )

@@ -1,0 +1,133 @@
+"""``apply`` of the ``onnxruntime`` strategy: export (or reuse the cached export), open a
+CPU session, and route the module's forward through it.
+
+Notes recorded in the compile report (``context.record``): ``warm_start``, ``artifact``
+(the .onnx path, or None when the cache could not be written), ``export_seconds`` (the
+cold export's seconds, also on a warm start), ``session_seconds``, ``cache_miss_reason``,
+``cache_write_error``, ``exporter``, ``opset``, ``intra_op_threads``.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Mapping
+from typing import Any
+
+import torch
+from torch import nn
+
+from keisei_core.introspect import model_shapes
+from keisei_core.observations import make_observations
+from keisei_core.specs import StrategyContext
+from keisei_plugin_onnxruntime.errors import InferenceOnlyError, OnnxStrategyError
+from keisei_plugin_onnxruntime.export import (
+    EXPORT_BATCH,
+    EXPORTER,
+    Exported,
+    ExportKey,
+    export_and_store,
+    load_cached,
+    weights_digest,
+)
+from keisei_plugin_onnxruntime.runtime import OnnxForward, attach, make_session
+
+
+def _check_cell(model: nn.Module, context: StrategyContext) -> None:
+    if context.training:
+        raise InferenceOnlyError(
+            "strategy 'onnxruntime' is inference-only (an ONNX Runtime session has no autograd "
+            "and a frozen eval-mode graph); use it for rollouts and evaluation, not training"
+        )
+    if context.device != "cpu":
+        raise OnnxStrategyError(f"strategy 'onnxruntime' runs on cpu only, not {context.device}")
+    if context.dtype != "float32":
+        raise OnnxStrategyError(f"strategy 'onnxruntime' computes in float32 only, not {context.dtype}")
+    for name, tensor in model.state_dict().items():
+        if tensor.is_floating_point() and (tensor.dtype != torch.float32 or tensor.device.type != "cpu"):
+            raise OnnxStrategyError(
+                f"strategy 'onnxruntime' needs float32 CPU weights; {name} is {tensor.dtype} on "
+                f"{tensor.device}"
+            )
+
+
+def _observation_shape(model: nn.Module, example: torch.Tensor | None) -> tuple[int, int, int]:
+    if example is not None:
+        if example.dim() != 4:
+            raise OnnxStrategyError(
+                f"example observations must be 4-D (B, C, H, W), got shape {tuple(example.shape)}"
+            )
+        c, h, w = (int(s) for s in example.shape[1:])
+        return c, h, w
+    return model_shapes(model).observation
+
+
+def _export_example(example: torch.Tensor | None, shape: tuple[int, int, int]) -> torch.Tensor:
+    if example is None:
+        channels, board, width = shape
+        if board != width:
+            raise OnnxStrategyError(f"cannot synthesise observations for a {board}x{width} board")
+        return make_observations(EXPORT_BATCH, channels, board)
+    example = example.detach().to(device="cpu", dtype=torch.float32)
+    if example.shape[0] >= EXPORT_BATCH:
+        return example[:EXPORT_BATCH].contiguous()
+    return example[:1].repeat(EXPORT_BATCH, 1, 1, 1)
+
+
+def _identity(model: nn.Module, context: StrategyContext) -> tuple[str, Mapping[str, Any]]:
+    name = context.model_name or getattr(model, "keisei_model_name", None)
+    options = context.model_options
+    if options is None:
+        options = getattr(model, "keisei_model_options", None) or {}
+    cls = type(model)
+    # The class path joins the name: two architectures never share a cache entry even
+    # when they happen to have identical state_dicts.
+    label = f"{name}@{cls.__module__}.{cls.__qualname__}" if name else f"{cls.__module__}.{cls.__qualname__}"
+    return label, options
+
+
+def _open_session(exported: Exported, threads: int) -> Any:
+    source = exported.data if exported.data is not None else exported.path
+    assert source is not None  # an Exported always has its bytes or its file
+    return make_session(source, threads)
+
+
+def apply_onnxruntime(model: nn.Module, context: StrategyContext) -> nn.Module:
+    """Compile ``model`` (a private copy, changed in place) to an ONNX Runtime CPU session."""
+    _check_cell(model, context)
+    model.eval()
+    shape = _observation_shape(model, context.example_obs)
+    label, options = _identity(model, context)
+    weights = weights_digest(model)
+    key = ExportKey(label=label, options=options, observation=shape, weights=weights)
+    threads = torch.get_num_threads()
+
+    exported, miss_reason = load_cached(key, context.cache_dir)
+    session = None
+    if exported is not None:
+        start = time.perf_counter()
+        try:
+            session = _open_session(exported, threads)
+        except Exception as exc:  # loadable bytes the runtime still rejects: rebuild
+            exported, miss_reason = None, f"cached export rejected by onnxruntime ({type(exc).__name__})"
+        session_seconds = time.perf_counter() - start
+    warm = exported is not None
+    if exported is None:
+        exported, write_error = export_and_store(
+            model, _export_example(context.example_obs, shape), key, context.cache_dir
+        )
+        context.record("cache_miss_reason", miss_reason)
+        if write_error is not None:
+            context.record("cache_write_error", write_error)
+        start = time.perf_counter()
+        session = _open_session(exported, threads)
+        session_seconds = time.perf_counter() - start
+
+    attach(model, OnnxForward(model, session, shape, weights, weights_digest))
+    context.record("warm_start", warm)
+    context.record("artifact", str(exported.path) if exported.path is not None else None)
+    context.record("export_seconds", round(exported.export_seconds, 4))
+    context.record("session_seconds", round(session_seconds, 4))
+    context.record("exporter", EXPORTER)
+    context.record("opset", exported.opset)
+    context.record("intra_op_threads", threads)
+    return model
