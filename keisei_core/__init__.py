@@ -30,6 +30,8 @@ _LAZY: dict[str, str] = {
     "CheckpointError": "keisei_core.errors",
     "UnknownNameError": "keisei_core.errors",
     "PluginError": "keisei_core.errors",
+    "save_checkpoint": "keisei_core.checkpoints.store",
+    "load_checkpoint": "keisei_core.checkpoints.store",
 }
 
 __all__ = [

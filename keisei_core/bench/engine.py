@@ -48,8 +48,6 @@ class RunObserver(Protocol):
 
     def on_cell(self, cell: CellRecord, results: Results) -> None: ...
 
-    def on_finish(self, results: Results) -> None: ...
-
 
 def one_line(exc: BaseException) -> str:
     text = " ".join(str(exc).split())
@@ -161,10 +159,11 @@ class BenchEngine:
             bar.close()
             torch.set_num_threads(previous_threads)
             _remove_tree(scratch_root)
+        from keisei_core.bench.manifest import load_average
+
+        results.manifest["load_average_at_end"] = load_average()
         results.run["finished"] = now_iso()
         results.save()
-        for observer in self.observers:
-            observer.on_finish(results)
         return results
 
     def _cells(
@@ -179,6 +178,8 @@ class BenchEngine:
                         continue
                     bar.set_postfix_str(f"{entry.display_name}/{strategy} build", refresh=True)
                     group = self._build_group(entry, strategy, training)
+                    if group.status == "ok":
+                        self._notify_group(group)
                     try:
                         for batch_size in self.config.batch_sizes:
                             for probe in mode_probes:
@@ -217,6 +218,17 @@ class BenchEngine:
         if hasattr(model, "train"):
             model.train(training)
         return model, eager, report
+
+    def _notify_group(self, group: _Group) -> None:
+        # Optional observer hook (the W&B tracker saves a checkpoint artifact here).
+        for observer in self.observers:
+            hook = getattr(observer, "on_group", None)
+            if hook is not None:
+                hook(group.entry.display_name, group.strategy, group.model, group.report, group.training)
+
+    def _recompile(self, entry: ModelEntry, strategy: str, training: bool) -> tuple[Any, Any]:
+        model, _eager, report = self._build_models(entry, strategy, training)
+        return model, report
 
     def _build_group(self, entry: ModelEntry, strategy: str, training: bool) -> _Group:
         group = _Group(entry, strategy, training)
@@ -283,7 +295,7 @@ class BenchEngine:
             num_actions=shapes.num_actions,
             compile_report=group.report,
             training=group.training,
-            recompile=lambda: self._build_models(entry, group.strategy, group.training)[::2],
+            recompile=lambda: self._recompile(entry, group.strategy, group.training),
             run_cache=run_cache,
             plugins=tuple(self.plugins),
         )

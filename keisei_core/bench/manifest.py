@@ -24,6 +24,14 @@ def cpu_model() -> str:
     return platform.processor() or platform.machine()
 
 
+def load_average() -> list[float] | None:
+    """1/5/15-minute load averages: other work competing for the cores skews timings."""
+    try:
+        return [round(x, 2) for x in os.getloadavg()]
+    except (OSError, AttributeError):
+        return None
+
+
 def git_commit(cwd: str | Path | None = None) -> dict[str, Any] | None:
     """HEAD of the git checkout containing ``cwd`` (None outside one), and whether it is dirty."""
     try:
@@ -92,6 +100,7 @@ def environment_manifest(host: PluginHost | None, *, threads: int, device: str) 
         "gpu": None,
         "executable": sys.executable,
         "git": git_commit(Path(__file__).resolve().parent),
+        "load_average_at_start": load_average(),
         "plugins": plugin_entries(host) if host is not None else [],
     }
     if device == "cuda" and torch.cuda.is_available():

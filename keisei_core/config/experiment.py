@@ -66,6 +66,9 @@ class WandbSettings:
     project: str = "keisei"
     entity: str | None = None
     group: str | None = None
+    # Log a keisei checkpoint artifact per (model, strategy), with the recipe and compile
+    # report as metadata.
+    log_checkpoints: bool = False
 
 
 @attrs.frozen

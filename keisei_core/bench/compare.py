@@ -1,0 +1,150 @@
+"""``keisei compare OLD NEW``: per-cell change between two results files, with uncertainty.
+
+Cells are matched on (model label, strategy, probe, batch size). For each pair of ``ok``
+cells the ratio NEW/OLD of the headline values is reported with a 95 % bootstrap
+confidence interval of the ratio of medians, resampling the raw samples stored in each
+file (both sides independently, 2,000 resamples, fixed seed). The change is oriented by
+the probe's ``higher_is_better``: a positive ``worse %`` is a regression.
+
+A cell is a *regression* when its point estimate is worse than the threshold
+(``--fail-above PCT``) **and** the interval lies entirely on the worse side of no change
+(significant). Cells without samples (single-shot values such as FLOP counts or peak
+memory) have no interval: their change counts when it exceeds the threshold. A cell that
+was ``ok`` in OLD and ``failed`` in NEW is a regression too.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import attrs
+
+from keisei_core.bench.results import CellRecord, Results
+from keisei_core.bench.table import format_number
+from keisei_core.cli.output import format_table
+
+BOOTSTRAP_RESAMPLES = 2000
+CONFIDENCE = 0.95
+MIN_SAMPLES_FOR_CI = 3
+ENVIRONMENT_KEYS = ("torch", "python", "cpu", "gpu", "threads", "device")
+
+
+@attrs.frozen
+class CellComparison:
+    key: tuple[str, str, str, int]
+    old: CellRecord | None
+    new: CellRecord | None
+    ratio: float | None = None
+    ci: tuple[float, float] | None = None
+    worse_percent: float | None = None
+    significant: bool = False
+    verdict: str = "unchanged"
+
+
+def bootstrap_ratio_ci(
+    old: Sequence[float], new: Sequence[float], *, resamples: int = BOOTSTRAP_RESAMPLES, seed: int = 0
+) -> tuple[float, float]:
+    """95 % percentile interval of median(new*) / median(old*) over independent resamples."""
+    import numpy as np
+
+    rng = np.random.default_rng(seed)
+    a = np.asarray(old, dtype=float)
+    b = np.asarray(new, dtype=float)
+    med_a = np.median(a[rng.integers(0, len(a), size=(resamples, len(a)))], axis=1)
+    med_b = np.median(b[rng.integers(0, len(b), size=(resamples, len(b)))], axis=1)
+    ratios = med_b / med_a
+    tail = (1.0 - CONFIDENCE) / 2
+    low, high = np.quantile(ratios, [tail, 1.0 - tail])
+    return float(low), float(high)
+
+
+def _worse_percent(ratio: float, higher_is_better: bool) -> float:
+    # Positive = worse. For rates a ratio of 0.9 is 10 % worse; for times 1.1 is 10 % worse.
+    return (1.0 - ratio) * 100.0 if higher_is_better else (ratio - 1.0) * 100.0
+
+
+def compare_cells(old: CellRecord | None, new: CellRecord | None, *, threshold: float) -> CellComparison:
+    key = (new or old).key  # type: ignore[union-attr]
+    if old is None:
+        return CellComparison(key, old, new, verdict="added")
+    if new is None:
+        return CellComparison(key, old, new, verdict="removed")
+    if old.status == "ok" and new.status != "ok":
+        return CellComparison(key, old, new, verdict=f"now {new.status}", significant=new.status == "failed")
+    if old.status != "ok" or new.status != "ok" or old.value is None or new.value is None:
+        return CellComparison(key, old, new, verdict=f"{old.status}->{new.status}")
+    higher = bool(new.result.higher_is_better) if new.result is not None else True
+    if old.value == 0:
+        return CellComparison(key, old, new, verdict="old value 0")
+    ratio = new.value / old.value
+    worse = _worse_percent(ratio, higher)
+    ci = None
+    old_stats, new_stats = old.statistics, new.statistics
+    if (
+        old_stats is not None and new_stats is not None
+        and len(old_stats.samples) >= MIN_SAMPLES_FOR_CI and len(new_stats.samples) >= MIN_SAMPLES_FOR_CI
+        and min(old_stats.samples) > 0
+    ):
+        ci = bootstrap_ratio_ci(old_stats.samples, new_stats.samples)
+    if ci is not None:
+        worse_side = ci[1] < 1.0 if higher else ci[0] > 1.0
+        better_side = ci[0] > 1.0 if higher else ci[1] < 1.0
+        significant = worse_side or better_side
+    else:
+        worse_side, better_side = worse > 0, worse < 0
+        significant = abs(worse) > threshold
+    if significant and worse_side and worse > threshold:
+        verdict = "REGRESSION"
+    elif significant and better_side:
+        verdict = "improved"
+    elif significant and worse_side:
+        verdict = "worse (within threshold)"
+    else:
+        verdict = "no significant change"
+    return CellComparison(key, old, new, ratio, ci, worse, significant, verdict)
+
+
+def compare_results(old: Results, new: Results, *, threshold: float) -> list[CellComparison]:
+    olds = {c.key: c for c in old.cells}
+    news = {c.key: c for c in new.cells}
+    keys = list(dict.fromkeys([*olds, *news]))
+    return [compare_cells(olds.get(k), news.get(k), threshold=threshold) for k in keys]
+
+
+def is_regression(comparison: CellComparison) -> bool:
+    return comparison.verdict == "REGRESSION" or (comparison.verdict == "now failed")
+
+
+def environment_differences(old: Results, new: Results) -> list[str]:
+    notes = []
+    for key in ENVIRONMENT_KEYS:
+        a, b = old.manifest.get(key), new.manifest.get(key)
+        if a != b:
+            notes.append(f"{key}: {a} -> {b}")
+    return notes
+
+
+def format_comparison(comparisons: Sequence[CellComparison]) -> str:
+    rows: list[list[Any]] = []
+    for c in comparisons:
+        label, strategy, probe, batch = c.key
+        unit = next((x.result.unit for x in (c.new, c.old) if x is not None and x.result is not None), "")
+        rows.append([
+            label, strategy, probe, batch,
+            _value(c.old), _value(c.new), unit,
+            f"{c.ratio:.3f}" if c.ratio is not None else "",
+            f"[{c.ci[0]:.3f}, {c.ci[1]:.3f}]" if c.ci is not None else ("single value" if c.ratio is not None else ""),
+            f"{c.worse_percent:+.1f}%" if c.worse_percent is not None else "",
+            c.verdict,
+        ])
+    headers = ["model", "strategy", "probe", "batch", "old", "new", "unit", "new/old", "95% CI", "worse", "verdict"]
+    return format_table(rows, headers)
+
+
+def _value(cell: CellRecord | None) -> str:
+    if cell is None:
+        return "-"
+    if cell.status != "ok" or cell.value is None:
+        return cell.status
+    return format_number(cell.value)

@@ -1,0 +1,102 @@
+"""``keisei bench [CONFIG]``: run a benchmark matrix; write results, table, plots, W&B run."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from datetime import datetime
+from pathlib import Path
+
+from keisei_core.cli.context import CliContext
+
+NAME = "bench"
+HELP = "run a benchmark matrix (default: configs/quickstart.toml)"
+DEFAULT_CONFIG = "configs/quickstart.toml"
+EXIT_INTERRUPTED = 130
+
+
+def configure(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("config", nargs="?", help=f"experiment TOML file (default: {DEFAULT_CONFIG})")
+    parser.add_argument(
+        "--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+        help="override a config key, e.g. --set batch_sizes=[1,64] (repeatable; TOML values)",
+    )
+    parser.add_argument("--out", metavar="DIR", help="write results here (default: <output_dir>/<name>-<time>)")
+    parser.add_argument(
+        "--wandb", choices=("offline", "online", "disabled"),
+        help="W&B tracking mode (default: the config's wandb.mode, itself offline by default)",
+    )
+    parser.add_argument("--no-progress", action="store_true", help="no progress bar on stderr")
+
+
+def _config_path(given: str | None) -> str:
+    from keisei_core.errors import ConfigError
+
+    if given:
+        return given
+    if Path(DEFAULT_CONFIG).is_file():
+        return DEFAULT_CONFIG
+    raise ConfigError(f"no CONFIG given and {DEFAULT_CONFIG} does not exist here; pass a config file")
+
+
+def run(ctx: CliContext) -> int:
+    import attrs
+
+    from keisei_core.bench.engine import BenchEngine
+    from keisei_core.bench.plots import write_plots
+    from keisei_core.bench.table import format_header, format_results_table
+    from keisei_core.config import load_experiment
+
+    path = _config_path(ctx.args.config)
+    config = load_experiment(path, ctx.args.overrides)
+    if ctx.args.wandb:
+        config = attrs.evolve(config, wandb=attrs.evolve(config.wandb, mode=ctx.args.wandb))
+    host = ctx.host(config.plugins)
+    run_name = f"{config.name}-{datetime.now().strftime('%Y%m%d-%H%M%S')}"
+    out_dir = Path(ctx.args.out) if ctx.args.out else Path(config.output_dir) / run_name
+    local_plugins = [*(ctx.args.plugins or []), *config.plugins]
+    engine = BenchEngine(
+        config, host, out_dir / "results.json", config_path=path, plugins=local_plugins,
+        progress=not ctx.args.no_progress, run_name=run_name,
+    )
+    engine.validate()  # a bad name or option is a one-line error before anything starts
+    tracker = None
+    if config.wandb.mode != "disabled":
+        from keisei_core.tracking import WandbTracker
+
+        tracker = WandbTracker(config.wandb, out_dir, run_name=run_name)
+        engine.observers = [tracker]
+    try:
+        results = engine.run()
+    except BaseException:
+        if tracker is not None:
+            tracker.abort()
+        raise
+    table = format_results_table(results)
+    header = format_header(results)
+    (out_dir / "table.txt").write_text(f"{header}\n{table}\n", encoding="utf-8")
+    plots = write_plots(results, out_dir)
+    print(header)
+    print(table)
+    if tracker is not None:
+        tracker.finish(results, table=table, plots=plots)
+    _summary(results, out_dir, plots, tracker)
+    return EXIT_INTERRUPTED if results.run.get("status") == "interrupted" else 0
+
+
+def _summary(results: object, out_dir: Path, plots: list[Path], tracker: object | None) -> None:
+    from keisei_core.bench.results import Results
+
+    assert isinstance(results, Results)
+    counts = {status: sum(1 for c in results.cells if c.status == status) for status in ("ok", "failed", "skipped")}
+    lines = [
+        f"cells: {counts['ok']} ok, {counts['failed']} failed, {counts['skipped']} skipped",
+        f"results: {out_dir / 'results.json'}",
+    ]
+    lines.extend(f"plot: {p}" for p in plots)
+    if counts["failed"]:
+        lines.append(f"tracebacks of failed cells: {out_dir / 'failures.log'}")
+    run_dir = getattr(tracker, "run_dir", None)
+    if run_dir:
+        lines.append(f"wandb: {run_dir}")
+    print("\n".join(lines), file=sys.stderr)
