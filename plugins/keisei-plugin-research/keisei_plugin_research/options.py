@@ -58,8 +58,8 @@ class CellLatticeOptions:
         # and the surface cells' own output one more, so fewer steps leave cells untrained.
         if self.steps < self.depth:
             raise ValueError(
-                f"'steps' ({self.steps}) must be >= 'depth' ({self.depth}) so the observation "
-                "and every layer's cells reach the output layer"
+                f"'steps' must be >= depth ({self.depth}) so the observation and every layer's "
+                f"cells reach the output layer: {self.steps}"
             )
 
 
@@ -79,7 +79,7 @@ class SquareTransformerOptions:
 
     def __attrs_post_init__(self) -> None:
         if self.width % self.heads:
-            raise ValueError(f"'width' ({self.width}) must be a multiple of 'heads' ({self.heads})")
+            raise ValueError(f"'width' must be a multiple of heads ({self.heads}): {self.width}")
 
 
 @attrs.frozen
@@ -113,4 +113,4 @@ class ExpertsWithGhostsOptions:
 
     def __attrs_post_init__(self) -> None:
         if self.width % self.heads:
-            raise ValueError(f"'width' ({self.width}) must be a multiple of 'heads' ({self.heads})")
+            raise ValueError(f"'width' must be a multiple of heads ({self.heads}): {self.width}")
