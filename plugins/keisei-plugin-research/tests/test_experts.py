@@ -7,11 +7,11 @@ import copy
 
 import pytest
 import torch
+from keisei_plugin_research.experts import route, stat_names
+from keisei_plugin_research.masks import ShapeCache, local_attention_mask, routing_plan
 
 from keisei_core.api import build_model
 from keisei_core.observations import make_observations
-from keisei_plugin_research.experts import route, stat_names
-from keisei_plugin_research.masks import ShapeCache, local_attention_mask, routing_plan
 
 
 def _logits(choices: list[int], experts: int, ghosts: int, ghost_choices: list[int] | None = None) -> torch.Tensor:

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import pytest
 import torch
+from keisei_plugin_research.lattice import neighbour_index, neighbour_offsets
 
 from keisei_core.api import build_model
 from keisei_core.observations import make_observations
-from keisei_plugin_research.lattice import neighbour_index, neighbour_offsets
 
 
 @pytest.mark.parametrize(("neighbourhood", "count"), [(6, 6), (18, 18), (26, 26)])
