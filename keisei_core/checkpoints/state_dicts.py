@@ -113,12 +113,14 @@ def torch_load(path: str | Path, *, map_location: Any = "cpu") -> Any:
         ) from None
     except EOFError:
         raise CheckpointError(f"checkpoint {where} is empty or truncated (the data ends early)") from None
-    except KeyError:
-        # torch.load's legacy reader raises KeyError on bytes that are neither zip nor pickle.
-        raise CheckpointError(f"checkpoint {where} is not a torch.save file (unrecognised data)") from None
-    except (RuntimeError, ValueError, TypeError, OSError, AttributeError) as exc:
-        # Truncated or damaged zip archives raise RuntimeError from the stream reader.
-        detail = _one_line(str(exc).split(". ")[0]) or type(exc).__name__
+    except Exception as exc:
+        # Whatever bytes are in the file, the reader fails with some exception: damaged zip
+        # archives raise RuntimeError from the stream reader, arbitrary bytes KeyError or
+        # IndexError from the unpickler. All of them mean the file is not a usable checkpoint.
+        if isinstance(exc, RuntimeError | OSError | ValueError):
+            detail = _one_line(str(exc).split(". ")[0]) or type(exc).__name__
+        else:
+            detail = f"unrecognised data, {type(exc).__name__}"
         raise CheckpointError(
             f"checkpoint {where} is truncated, corrupt or not a torch.save file ({detail})"
         ) from None

@@ -15,6 +15,8 @@ from typing import Any
 import pytest
 import torch
 import torch.nn.functional as F
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from keisei_core.checkpoints import load_weights
 from keisei_core.observations import make_observations
@@ -130,5 +132,41 @@ def test_keisei_checkpoint_gives_the_same_outputs(build: Callable[..., Any], tmp
         logits, value = model(obs)
         ref_logits, ref_value = reference_forward(sd, obs)
     assert logits.shape == (2, 13527) and value.shape == (2,)
+    torch.testing.assert_close(logits, ref_logits, rtol=1e-4, atol=1e-4)
+    torch.testing.assert_close(value, ref_value, rtol=1e-4, atol=1e-4)
+
+
+@settings(max_examples=20)
+@given(
+    depth=st.integers(0, 3),
+    width=st.integers(1, 16),
+    se_ratio=st.sampled_from([0.0, 0.1, 0.25, 1.0]),
+    kind=st.sampled_from(["se", "film", "gpool"]),
+    board_size=st.integers(5, 19),
+    training=st.booleans(),
+    seed=st.integers(0, 2**16),
+)
+def test_random_configs_match_reference(
+    build: Callable[..., Any],
+    depth: int,
+    width: int,
+    se_ratio: float,
+    kind: str,
+    board_size: int,
+    training: bool,
+    seed: int,
+) -> None:
+    torch.manual_seed(seed)
+    model = build(
+        "restower", depth=depth, width=width, se_ratio=se_ratio, se_kind=kind,
+        board_size=board_size, input_channels=5, num_actions=37,
+    )
+    sd = randomised_state_dict(model, seed=seed)
+    model.load_state_dict(sd)
+    model.train(training)
+    obs = make_observations(3, 5, board_size, seed=seed)
+    with torch.no_grad():
+        logits, value = model(obs)
+        ref_logits, ref_value = reference_forward(sd, obs, kind=kind, training=training)
     torch.testing.assert_close(logits, ref_logits, rtol=1e-4, atol=1e-4)
     torch.testing.assert_close(value, ref_value, rtol=1e-4, atol=1e-4)
