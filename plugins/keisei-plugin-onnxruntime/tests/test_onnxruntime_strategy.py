@@ -266,6 +266,7 @@ def test_warm_start_reuses_the_file_without_exporting(
     assert_equivalent(eager, warm_model, batch=5)
 
 
+@pytest.mark.slow  # exports a model
 @pytest.mark.parametrize("damage", ["truncate", "garbage-with-matching-sidecar"])
 def test_a_corrupt_cached_export_is_rebuilt(
     pair: tuple[nn.Module, nn.Module, StrategyContext], tmp_path: Path, damage: str
@@ -297,6 +298,7 @@ def test_a_corrupt_cached_export_is_rebuilt(
     assert again.notes["warm_start"] is True
 
 
+@pytest.mark.slow  # exports a model
 def test_an_unwritable_cache_still_compiles(tmp_path: Path) -> None:
     blocker = tmp_path / "not-a-directory"
     blocker.write_text("a file where the cache directory should be")
@@ -306,6 +308,7 @@ def test_an_unwritable_cache_still_compiles(tmp_path: Path) -> None:
     assert_equivalent(eager, compiled, batch=4)
 
 
+@pytest.mark.slow  # exports a model
 @settings(max_examples=3)
 @given(
     channels=st.integers(1, 8),
@@ -325,6 +328,7 @@ def test_property_actor_critic_configs_match_eager(
     assert_equivalent(eager, compiled, batch=1, seed=batch + 1)
 
 
+@pytest.mark.slow  # exports a model
 @pytest.mark.skipif(not HAVE_RESTOWER, reason="keisei-plugin-restower is not installed")
 @settings(max_examples=3)
 @given(
@@ -345,3 +349,16 @@ def test_property_restower_configs_match_eager(
     compiled, _ = compile_copy(eager)
     assert_equivalent(eager, compiled, batch=batch, seed=seed)
     assert_equivalent(eager, compiled, batch=1, seed=seed + 1)
+
+
+@pytest.mark.slow  # exports a model
+def test_compile_model_validates_and_keeps_the_onnx_model() -> None:
+    compile_package = pytest.importorskip("keisei_core.compile")
+    from keisei_plugin_onnxruntime.runtime import OnnxForward
+
+    eager = build_model("actor-critic", **SMALL)
+    compiled, report = compile_package.compile_model(eager, "onnxruntime")
+    assert report.status == "compiled", report.reason
+    assert report.checks and all(check.passed for check in report.checks)
+    assert isinstance(compiled.forward, OnnxForward) and not compiled.training
+    assert report.notes["exporter"].startswith("torch.onnx.export")
