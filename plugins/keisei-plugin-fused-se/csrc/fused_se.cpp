@@ -1,0 +1,218 @@
+// CPU implementation of the keisei_fused_se operators: input checks, layout handling,
+// the parallel loop over the batch, and the two small GEMMs of the weight gradients.
+// The per-sample kernels live in kernels_impl.h, built once per instruction set; this file
+// is built with the default flags and picks the set torch itself runs with
+// (at::get_cpu_capability(), which honours ATEN_CPU_CAPABILITY).
+//
+// The operator schemas are defined in Python (keisei_plugin_fused_se/ops.py) before this
+// library is imported; here we only add CPU kernels to them.
+#include <Python.h>
+
+#include <ATen/ATen.h>
+#include <ATen/Parallel.h>
+#include <ATen/Version.h>
+#include <torch/library.h>
+
+#include <string>
+#include <tuple>
+
+#include "kernels.h"
+
+namespace keisei_fused_se {
+namespace {
+
+const KernelTable& select_kernels() {
+#if defined(KEISEI_FUSED_SE_X86_KERNELS)
+  // torch's own choice ("AVX512", "AVX2", or e.g. "NO AVX"): a machine torch runs AVX512
+  // kernels on runs ours too, and ATEN_CPU_CAPABILITY lowers both.
+  const std::string capability = at::get_cpu_capability();
+  if (capability == "AVX512") {
+    return AVX512::kernel_table();
+  }
+  if (capability == "AVX2") {
+    return AVX2::kernel_table();
+  }
+#endif
+  return DEFAULT::kernel_table();
+}
+
+const KernelTable& active_kernels() {
+  static const KernelTable& table = select_kernels();
+  return table;
+}
+
+ScalarKind scalar_kind(at::ScalarType type) {
+  switch (type) {
+    case at::kFloat:
+      return ScalarKind::Float;
+    case at::kDouble:
+      return ScalarKind::Double;
+    case at::kBFloat16:
+      return ScalarKind::BFloat16;
+    case at::kHalf:
+      return ScalarKind::Half;
+    default:
+      TORCH_CHECK(false, "keisei_fused_se: unsupported dtype ", type,
+                  " (float32, float64, bfloat16 and float16 are supported)");
+  }
+}
+
+// Must agree with ops.py::output_memory_format (the fake implementation).
+at::MemoryFormat activation_format(const at::Tensor& y) {
+  return !y.is_contiguous() && y.is_contiguous(at::MemoryFormat::ChannelsLast)
+             ? at::MemoryFormat::ChannelsLast
+             : at::MemoryFormat::Contiguous;
+}
+
+void check_inputs(const at::Tensor& y, const at::Tensor& residual, const at::Tensor& w1,
+                  const at::Tensor& b1, const at::Tensor& w2, const at::Tensor& b2, bool film) {
+  TORCH_CHECK(y.dim() == 4, "keisei_fused_se: y must be (B, C, H, W), got ", y.sizes());
+  TORCH_CHECK(residual.sizes() == y.sizes(), "keisei_fused_se: residual shape ",
+              residual.sizes(), " differs from y ", y.sizes());
+  const int64_t C = y.size(1);
+  TORCH_CHECK(C >= 1 && y.size(2) * y.size(3) >= 1,
+              "keisei_fused_se: y needs at least one channel and one board cell, got ",
+              y.sizes());
+  TORCH_CHECK(w1.dim() == 2 && w1.size(1) == C && w1.size(0) >= 1,
+              "keisei_fused_se: w1 must be (hidden, C=", C, "), got ", w1.sizes());
+  const int64_t H = w1.size(0);
+  const int64_t E = film ? 2 * C : C;
+  TORCH_CHECK(b1.dim() == 1 && b1.size(0) == H, "keisei_fused_se: b1 must be (", H, "), got ",
+              b1.sizes());
+  TORCH_CHECK(w2.dim() == 2 && w2.size(0) == E && w2.size(1) == H, "keisei_fused_se: w2 must be (",
+              E, ", ", H, "), got ", w2.sizes());
+  TORCH_CHECK(b2.dim() == 1 && b2.size(0) == E, "keisei_fused_se: b2 must be (", E, "), got ",
+              b2.sizes());
+  for (const at::Tensor* t : {&residual, &w1, &b1, &w2, &b2}) {
+    TORCH_CHECK(t->scalar_type() == y.scalar_type(), "keisei_fused_se: all inputs must have dtype ",
+                y.scalar_type(), ", got ", t->scalar_type());
+  }
+}
+
+at::ScalarType accumulate_type(at::ScalarType type) {
+  return type == at::kDouble ? at::kDouble : at::kFloat;
+}
+
+at::Tensor se_unit_forward(const at::Tensor& y_in, const at::Tensor& residual_in,
+                           const at::Tensor& w1, const at::Tensor& b1, const at::Tensor& w2,
+                           const at::Tensor& b2, bool film) {
+  check_inputs(y_in, residual_in, w1, b1, w2, b2, film);
+  const ScalarKind kind = scalar_kind(y_in.scalar_type());
+  const at::MemoryFormat format = activation_format(y_in);
+  const at::Tensor y = y_in.contiguous(format);
+  const at::Tensor x = residual_in.contiguous(format);
+  at::Tensor out = at::empty(y.sizes(), y.options().memory_format(format));
+  const int64_t B = y.size(0);
+  if (B == 0) {
+    return out;
+  }
+  const int64_t C = y.size(1);
+  const int64_t H = w1.size(0);
+  const auto acc = accumulate_type(y.scalar_type());
+  const at::Tensor w1a = w1.to(acc).contiguous();
+  const at::Tensor b1a = b1.to(acc).contiguous();
+  const at::Tensor w2a = w2.to(acc).contiguous();
+  const at::Tensor b2a = b2.to(acc).contiguous();
+  const int64_t stride = 3 * C + H;
+  at::Tensor scratch = at::empty({B, stride}, y.options().dtype(acc));
+
+  ForwardArgs args{kind,          format == at::MemoryFormat::ChannelsLast,
+                   film,          C,
+                   y.size(2) * y.size(3), H,
+                   y.data_ptr(),  x.data_ptr(),
+                   out.data_ptr(), w1a.data_ptr(),
+                   b1a.data_ptr(), w2a.data_ptr(),
+                   b2a.data_ptr(), scratch.data_ptr(),
+                   stride};
+  const KernelTable& kernels = active_kernels();
+  at::parallel_for(0, B, 1, [&](int64_t begin, int64_t end) { kernels.forward(args, begin, end); });
+  return out;
+}
+
+std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tensor>
+se_unit_backward(const at::Tensor& grad_in, const at::Tensor& y_in, const at::Tensor& out_in,
+                 const at::Tensor& w1, const at::Tensor& b1, const at::Tensor& w2,
+                 const at::Tensor& b2, bool film) {
+  check_inputs(y_in, out_in, w1, b1, w2, b2, film);
+  TORCH_CHECK(grad_in.sizes() == y_in.sizes() && grad_in.scalar_type() == y_in.scalar_type(),
+              "keisei_fused_se: grad must match y in shape and dtype, got ", grad_in.sizes(), " ",
+              grad_in.scalar_type());
+  const ScalarKind kind = scalar_kind(y_in.scalar_type());
+  const at::MemoryFormat format = activation_format(y_in);
+  const at::Tensor y = y_in.contiguous(format);
+  const at::Tensor out = out_in.contiguous(format);
+  const at::Tensor grad = grad_in.contiguous(format);
+  at::Tensor grad_y = at::empty(y.sizes(), y.options().memory_format(format));
+  at::Tensor grad_residual = at::empty(y.sizes(), y.options().memory_format(format));
+
+  const int64_t B = y.size(0);
+  const int64_t C = y.size(1);
+  const int64_t H = w1.size(0);
+  const int64_t E = film ? 2 * C : C;
+  const auto acc = accumulate_type(y.scalar_type());
+  const auto acc_options = y.options().dtype(acc);
+  at::Tensor d_excite = at::empty({B, E}, acc_options);
+  at::Tensor d_hidden = at::empty({B, H}, acc_options);
+  at::Tensor hidden_act = at::empty({B, H}, acc_options);
+  at::Tensor pooled = at::empty({B, C}, acc_options);
+  if (B > 0) {
+    const at::Tensor w1a = w1.to(acc).contiguous();
+    const at::Tensor b1a = b1.to(acc).contiguous();
+    const at::Tensor w2a = w2.to(acc).contiguous();
+    const at::Tensor b2a = b2.to(acc).contiguous();
+    const int64_t stride = 5 * C + H;
+    at::Tensor scratch = at::empty({B, stride}, acc_options);
+    BackwardArgs args{kind,
+                      format == at::MemoryFormat::ChannelsLast,
+                      film,
+                      C,
+                      y.size(2) * y.size(3),
+                      H,
+                      grad.data_ptr(),
+                      y.data_ptr(),
+                      out.data_ptr(),
+                      grad_y.data_ptr(),
+                      grad_residual.data_ptr(),
+                      w1a.data_ptr(),
+                      b1a.data_ptr(),
+                      w2a.data_ptr(),
+                      b2a.data_ptr(),
+                      d_excite.data_ptr(),
+                      d_hidden.data_ptr(),
+                      hidden_act.data_ptr(),
+                      pooled.data_ptr(),
+                      scratch.data_ptr(),
+                      stride};
+    const KernelTable& kernels = active_kernels();
+    at::parallel_for(0, B, 1,
+                     [&](int64_t begin, int64_t end) { kernels.backward(args, begin, end); });
+  }
+  // Weight gradients over the whole batch: two [E or H, B] x [B, H or C] products.
+  at::Tensor grad_w2 = d_excite.t().mm(hidden_act).to(w2.scalar_type());
+  at::Tensor grad_b2 = d_excite.sum(0).to(b2.scalar_type());
+  at::Tensor grad_w1 = d_hidden.t().mm(pooled).to(w1.scalar_type());
+  at::Tensor grad_b1 = d_hidden.sum(0).to(b1.scalar_type());
+  return {grad_y, grad_residual, grad_w1, grad_b1, grad_w2, grad_b2};
+}
+
+std::string cpu_kernel_isa() { return active_kernels().isa; }
+
+}  // namespace
+}  // namespace keisei_fused_se
+
+TORCH_LIBRARY_FRAGMENT(keisei_fused_se, m) {
+  m.def("cpu_kernel_isa() -> str", &keisei_fused_se::cpu_kernel_isa);
+}
+
+TORCH_LIBRARY_IMPL(keisei_fused_se, CPU, m) {
+  m.impl("se_unit_cpu", &keisei_fused_se::se_unit_forward);
+  m.impl("se_unit_backward_cpu", &keisei_fused_se::se_unit_backward);
+}
+
+// `import keisei_plugin_fused_se._C` loads this library, which runs the registrations above.
+extern "C" PyObject* PyInit__C(void) {
+  static struct PyModuleDef module_def = {
+      PyModuleDef_HEAD_INIT, "_C", "CPU kernels of the keisei_fused_se operators", -1, nullptr,
+      nullptr,               nullptr, nullptr,                                       nullptr};
+  return PyModule_Create(&module_def);
+}

@@ -1,0 +1,82 @@
+// Interface between the dispatcher (fused_se.cpp, built with the compiler's default flags)
+// and the per-ISA kernel translation units (kernels_default.cpp, kernels_avx2.cpp,
+// kernels_avx512.cpp: the same kernels_impl.h built with different -m flags, as PyTorch
+// builds its own CPU kernels). Only plain pointers and sizes cross this boundary, so the
+// ISA-specific translation units need nothing but the at::vec headers.
+#pragma once
+
+#include <cstdint>
+
+namespace keisei_fused_se {
+
+enum class ScalarKind : int { Float = 0, Double = 1, BFloat16 = 2, Half = 3 };
+
+// One batch of the forward pass. Activations have the per-sample layout C x HW
+// (NCHW-contiguous) or HW x C (channels-last-contiguous); samples are C*HW apart.
+// Weights and biases are row-major and already in the accumulate type (double for
+// double inputs, float otherwise): w1 [hidden, C], w2 [E, hidden] with E = C or 2C.
+struct ForwardArgs {
+  ScalarKind kind;
+  bool channels_last;
+  bool film;
+  int64_t channels;
+  int64_t hw;
+  int64_t hidden;
+  const void* y;
+  const void* residual;
+  void* out;
+  const void* w1;
+  const void* b1;
+  const void* w2;
+  const void* b2;
+  void* scratch;           // accumulate type, scratch_stride elements per sample
+  int64_t scratch_stride;  // >= 3C + hidden
+};
+
+// One batch of the backward pass. Besides grad_y and grad_residual (activation dtype and
+// layout) it writes, per sample b, row b of four accumulate-type matrices that the
+// dispatcher turns into the weight gradients with two small GEMMs.
+struct BackwardArgs {
+  ScalarKind kind;
+  bool channels_last;
+  bool film;
+  int64_t channels;
+  int64_t hw;
+  int64_t hidden;
+  const void* grad;
+  const void* y;
+  const void* out;
+  void* grad_y;
+  void* grad_residual;
+  const void* w1;
+  const void* b1;
+  const void* w2;
+  const void* b2;
+  void* d_excite;    // [B, E]      dL/d(fc2 output)
+  void* d_hidden;    // [B, hidden] dL/d(fc1 output)
+  void* hidden_act;  // [B, hidden] relu(fc1(pooled))
+  void* pooled;      // [B, C]      mean_hw(y)
+  void* scratch;     // accumulate type, scratch_stride elements per sample
+  int64_t scratch_stride;  // >= 5C + hidden
+};
+
+using ForwardFn = void (*)(const ForwardArgs&, int64_t begin, int64_t end);
+using BackwardFn = void (*)(const BackwardArgs&, int64_t begin, int64_t end);
+
+struct KernelTable {
+  ForwardFn forward;
+  BackwardFn backward;
+  const char* isa;
+};
+
+namespace DEFAULT {
+const KernelTable& kernel_table();
+}
+namespace AVX2 {
+const KernelTable& kernel_table();
+}
+namespace AVX512 {
+const KernelTable& kernel_table();
+}
+
+}  // namespace keisei_fused_se

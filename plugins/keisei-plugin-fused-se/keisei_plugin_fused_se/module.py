@@ -1,0 +1,109 @@
+"""The fused SE module and the swap that puts it into any model.
+
+:class:`FusedSEUnit` takes over the ``fc1``/``fc2`` convolutions of a
+:class:`keisei_core.nn.SEUnit` (the same Parameter objects, so the model's state_dict
+keys and values do not change) and computes the whole unit with one
+``keisei_fused_se::se_unit`` call.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import Tensor, nn
+
+from keisei_core.nn.se import SEUnit, SqueezeExcitation, SqueezeExcitationFiLM
+from keisei_plugin_fused_se.ops import se_unit
+
+# Units whose forward is exactly the math of the fused op. A subclass that overrides
+# forward or excitation computes something else and is left alone.
+_KNOWN_FORWARDS = {SqueezeExcitation.forward, SqueezeExcitationFiLM.forward}
+
+
+def _is_pointwise_conv(conv: nn.Module, in_channels: int, out_channels: int) -> bool:
+    return (
+        isinstance(conv, nn.Conv2d)
+        and conv.in_channels == in_channels
+        and conv.out_channels == out_channels
+        and conv.kernel_size == (1, 1)
+        and conv.stride == (1, 1)
+        and conv.padding in ((0, 0), "valid")
+        and conv.dilation == (1, 1)
+        and conv.groups == 1
+        and conv.padding_mode == "zeros"
+    )
+
+
+def unfusable_reason(unit: nn.Module) -> str | None:
+    """Why ``unit`` cannot be swapped for :class:`FusedSEUnit` (None when it can)."""
+    if not isinstance(unit, SEUnit):
+        return f"{type(unit).__name__} is not an SEUnit"
+    if type(unit).forward not in _KNOWN_FORWARDS or type(unit).excitation is not SEUnit.excitation:
+        return f"{type(unit).__name__} overrides the SE math"
+    excite = 2 * unit.channels if unit.film else unit.channels
+    if not _is_pointwise_conv(unit.fc1, unit.channels, unit.hidden):
+        return "fc1 is not a 1x1 convolution C -> hidden"
+    if not _is_pointwise_conv(unit.fc2, unit.hidden, excite):
+        return "fc2 is not a 1x1 convolution hidden -> C (2C for FiLM)"
+    return None
+
+
+class FusedSEUnit(SEUnit):
+    """An SE unit (plain or FiLM) computed by the fused operator.
+
+    Built from an existing unit with :meth:`from_unit`; owns that unit's ``fc1`` and
+    ``fc2`` modules, so parameters, state_dict keys and optimizer state carry over.
+    """
+
+    def __init__(self, fc1: nn.Conv2d, fc2: nn.Conv2d, channels: int, hidden: int, film: bool) -> None:
+        # SEUnit.__init__ would create fresh convolutions; the fused unit adopts existing ones.
+        nn.Module.__init__(self)
+        self.channels = channels
+        self.hidden = hidden
+        self.film = film
+        self.fc1 = fc1
+        self.fc2 = fc2
+
+    @classmethod
+    def from_unit(cls, unit: SEUnit) -> FusedSEUnit:
+        reason = unfusable_reason(unit)
+        if reason is not None:
+            raise ValueError(f"cannot fuse {type(unit).__name__}: {reason}")
+        fused = cls(unit.fc1, unit.fc2, unit.channels, unit.hidden, bool(unit.film))
+        fused.train(unit.training)
+        return fused
+
+    def excitation(self, y: Tensor) -> Tensor:
+        # Kept for tools that call it; the fused forward does not.
+        return super().excitation(y)
+
+    def forward(self, y: Tensor, residual: Tensor) -> Tensor:
+        fc1, fc2 = self.fc1, self.fc2
+        b1 = fc1.bias if fc1.bias is not None else torch.zeros_like(fc1.weight[:, 0, 0, 0])
+        b2 = fc2.bias if fc2.bias is not None else torch.zeros_like(fc2.weight[:, 0, 0, 0])
+        return se_unit(y, residual, fc1.weight.flatten(1), b1, fc2.weight.flatten(1), b2, self.film)
+
+
+def fuse_se_units(model: nn.Module) -> tuple[list[str], dict[str, str]]:
+    """Swap every fusable SE unit in ``model`` (in place) for a :class:`FusedSEUnit`.
+
+    Returns the qualified names of the swapped units and, for SE units left as they
+    were, the reason. A unit shared by several parents is swapped for one fused unit
+    everywhere, so sharing (and the state_dict) is preserved.
+    """
+    swapped: dict[int, FusedSEUnit] = {}
+    fused_names: list[str] = []
+    skipped: dict[str, str] = {}
+    for parent_name, parent in list(model.named_modules(remove_duplicate=False)):
+        for child_name, child in list(parent._modules.items()):
+            if child is None or not isinstance(child, SEUnit) or isinstance(child, FusedSEUnit):
+                continue
+            qualified = f"{parent_name}.{child_name}" if parent_name else child_name
+            reason = unfusable_reason(child)
+            if reason is not None:
+                skipped[qualified] = reason
+                continue
+            if id(child) not in swapped:
+                swapped[id(child)] = FusedSEUnit.from_unit(child)
+                fused_names.append(qualified)
+            setattr(parent, child_name, swapped[id(child)])
+    return fused_names, skipped
