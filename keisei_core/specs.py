@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import re
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -42,6 +42,11 @@ def _is_callable(_instance: Any, attribute: attrs.Attribute[Any], value: Any) ->
 def _is_attrs_class(_instance: Any, attribute: attrs.Attribute[Any], value: Any) -> None:
     if not (isinstance(value, type) and attrs.has(value)):
         raise TypeError(f"{attribute.name} must be an attrs class, got {value!r}")
+
+
+def _names_set(values: Iterable[str]) -> frozenset[str]:
+    """Typed converter so plugins may pass any iterable of names (mypy sees frozenset[str])."""
+    return frozenset(values)
 
 
 def _subset_of(allowed: frozenset[str]) -> Callable[[Any, attrs.Attribute[Any], Any], None]:
@@ -84,6 +89,8 @@ class StrategyContext:
     """What a strategy knows about the cell it compiles for.
 
     ``record(key, value)`` notes facts for the compile report (e.g. a warm-start hit).
+    ``composition`` names every strategy of the composed strategy being applied, in
+    order (artifact caches key on it: ``bf16+aot-inductor`` is not ``aot-inductor``).
     """
 
     device: str = "cpu"
@@ -95,6 +102,7 @@ class StrategyContext:
     model_name: str | None = None
     model_options: Mapping[str, Any] | None = None
     notes: dict[str, Any] = attrs.field(factory=dict)
+    composition: tuple[str, ...] = ()
 
     def record(self, key: str, value: Any) -> None:
         self.notes[key] = value
@@ -127,10 +135,10 @@ class StrategySpec:
     description: str = ""
     kind: str = attrs.field(default="compiler", validator=attrs.validators.in_(("transform", "compiler")))
     devices: frozenset[str] = attrs.field(
-        default=DEVICES, converter=frozenset, validator=_subset_of(DEVICES)
+        default=DEVICES, converter=_names_set, validator=_subset_of(DEVICES)
     )
     dtypes: frozenset[str] = attrs.field(
-        default=DTYPES, converter=frozenset, validator=_subset_of(DTYPES)
+        default=DTYPES, converter=_names_set, validator=_subset_of(DTYPES)
     )
     training: bool = True
     precision: str | None = attrs.field(
@@ -149,7 +157,7 @@ class ProbeSpec:
     description: str = ""
     unit: str = ""
     devices: frozenset[str] = attrs.field(
-        default=DEVICES, converter=frozenset, validator=_subset_of(DEVICES)
+        default=DEVICES, converter=_names_set, validator=_subset_of(DEVICES)
     )
     needs_training: bool = False
     higher_is_better: bool = True
