@@ -161,7 +161,8 @@ class ProbeContext:
     ``(model, report)``; used by the compile-time probe), ``run_cache``, a dict shared
     by every cell of one run (e.g. the machine's calibrated peak FLOP/s), and
     ``plugins``, the local plugin paths/modules of the run, for probes that rebuild the
-    cell in a child process (memory, compile-time).
+    cell in a child process (memory, compile-time), and ``options``, this probe's table
+    from the config's ``[probe_options.<probe name>]`` (raw; the probe validates it).
     """
 
     model: nn.Module
@@ -183,6 +184,7 @@ class ProbeContext:
     recompile: Callable[[], tuple[Any, Any]] | None = None
     run_cache: dict[str, Any] = attrs.field(factory=dict)
     plugins: tuple[str, ...] = ()
+    options: dict[str, Any] = attrs.field(factory=dict)
 
     # -- inputs -------------------------------------------------------------------------
     @property

@@ -17,3 +17,5 @@ def check_names(config: ExperimentConfig, host: PluginHost, where: str) -> None:
             host.strategies.get(part.strip())
     for name in config.probes:
         host.probes.get(name)
+    for name in config.probe_options:
+        host.probes.get(name)  # a typo in [probe_options.<name>] is an error, with suggestions

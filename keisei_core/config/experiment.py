@@ -90,6 +90,9 @@ class ExperimentConfig:
     output_dir: str = "results"
     bench: BenchSettings = attrs.field(factory=BenchSettings)
     wandb: WandbSettings = attrs.field(factory=WandbSettings)
+    # Per-probe settings, ``[probe_options.<probe name>]``: each probe reads and validates
+    # its own table (e.g. ``world_size`` of ``train-step-ddp``); keys must name probes.
+    probe_options: dict[str, dict[str, Any]] = attrs.field(factory=dict)
 
 
 def load_experiment(
