@@ -1,0 +1,118 @@
+"""The operator's registrations: opcheck, gradcheck, torch.compile without graph breaks,
+torch.export, the per-ISA CPU kernels, input checks and the not-built error."""
+
+from __future__ import annotations
+
+import os
+
+import pytest
+import torch
+from keisei_core.nn.se import SqueezeExcitation, SqueezeExcitationFiLM
+
+from keisei_plugin_fused_se.module import FusedSEUnit
+from keisei_plugin_fused_se.ops import cpu_kernel_isa, cpu_kernels_available, se_unit
+from keisei_plugin_fused_se.testing import check_results, make_inputs
+
+CASES = [(False, False), (False, True), (True, False), (True, True)]  # (film, channels_last)
+
+
+def leaves(inputs: list[torch.Tensor]) -> list[torch.Tensor]:
+    return [t.detach().clone().requires_grad_(True) for t in inputs]
+
+
+def test_cpu_kernel_is_built() -> None:
+    assert cpu_kernels_available(), "build it: pip install --no-build-isolation -e plugins/keisei-plugin-fused-se"
+    assert cpu_kernel_isa() in {"avx512", "avx2", "default"}
+
+
+@pytest.mark.parametrize(("film", "channels_last"), CASES)
+def test_opcheck(film: bool, channels_last: bool) -> None:
+    """Schema, autograd registration, fake tensor (incl. output strides) and AOT dispatch."""
+    inputs = leaves(make_inputs(2, 6, 5, 7, 3, film, channels_last=channels_last))
+    torch.library.opcheck(se_unit, (*inputs, film))
+
+
+@pytest.mark.parametrize(("film", "channels_last"), CASES)
+def test_gradcheck_float64(film: bool, channels_last: bool) -> None:
+    inputs = leaves(make_inputs(2, 5, 5, 6, 3, film, torch.float64, channels_last))
+    assert torch.autograd.gradcheck(lambda *t: se_unit(*t, film), tuple(inputs))
+
+
+def _units(channels: int = 16, hidden: int = 4) -> dict[str, tuple[torch.nn.Module, FusedSEUnit]]:
+    torch.manual_seed(0)
+    out = {}
+    for cls in (SqueezeExcitation, SqueezeExcitationFiLM):
+        eager = cls(channels, hidden)
+        out[cls.__name__] = (eager, FusedSEUnit.from_unit(cls(channels, hidden)))
+        out[cls.__name__][1].load_state_dict(eager.state_dict())
+    return out
+
+
+@pytest.mark.slow
+def test_torch_compile_fullgraph_forward_and_backward() -> None:
+    torch._dynamo.reset()
+    for name, (eager, fused) in _units().items():
+        y = torch.randn(3, 16, 9, 9)
+        x = torch.randn(3, 16, 9, 9)
+        explanation = torch._dynamo.explain(fused)(y, x)
+        assert explanation.graph_break_count == 0, f"{name}: {explanation.break_reasons}"
+        compiled = torch.compile(fused, fullgraph=True)
+        y1, x1 = y.clone().requires_grad_(), x.clone().requires_grad_()
+        y2, x2 = y.clone().requires_grad_(), x.clone().requires_grad_()
+        out = compiled(y1, x1)
+        expected = eager(y2, x2)
+        torch.testing.assert_close(out, expected, atol=2e-5, rtol=2e-5)
+        grad = torch.randn_like(out)
+        got = torch.autograd.grad(out, [y1, x1, *fused.parameters()], grad)
+        want = torch.autograd.grad(expected, [y2, x2, *eager.parameters()], grad)
+        for g, w in zip(got, want, strict=True):
+            torch.testing.assert_close(g, w, atol=2e-5, rtol=2e-5)
+
+
+def test_torch_export_keeps_one_op_node(tmp_path: object) -> None:
+    _, fused = _units()["SqueezeExcitationFiLM"]
+    y, x = torch.randn(2, 16, 9, 9), torch.randn(2, 16, 9, 9)
+    program = torch.export.export(fused, (y, x))
+    targets = [str(node.target) for node in program.graph.nodes if node.op == "call_function"]
+    assert targets.count("keisei_fused_se.se_unit.default") == 1, targets
+    assert not any("mean" in t or "sigmoid" in t for t in targets), targets
+    path = os.path.join(str(tmp_path), "se.pt2")
+    torch.export.save(program, path)
+    loaded = torch.export.load(path)
+    torch.testing.assert_close(loaded.module()(y, x), fused(y, x))
+
+
+def test_input_checks() -> None:
+    y, x, w1, b1, w2, b2 = make_inputs(2, 8, 5, 5, 2, False)
+    with pytest.raises(RuntimeError, match="residual shape"):
+        se_unit(y, x[:, :4], w1, b1, w2, b2, False)
+    with pytest.raises(RuntimeError, match="w2 must be"):
+        se_unit(y, x, w1, b1, w2, b2, True)  # FiLM needs 2C rows in w2
+    with pytest.raises(RuntimeError, match="dtype"):
+        se_unit(y, x.double(), w1, b1, w2, b2, False)
+    with pytest.raises(RuntimeError, match="unsupported dtype"):
+        se_unit(*(t.to(torch.int32) for t in (y, x, w1, b1, w2, b2)), False)
+
+
+@pytest.mark.parametrize("isa", ["default", "avx2"])
+def test_lower_isa_kernels_match_reference(isa: str, subprocess_checks) -> None:  # type: ignore[no-untyped-def]
+    """ATEN_CPU_CAPABILITY lowers torch's and our kernel choice alike; each ISA build is right."""
+    if cpu_kernel_isa() == "default" and isa != "default":
+        pytest.skip("this machine runs only the default kernels")
+    code, output = subprocess_checks.result(f"isa-{isa}")
+    assert code == 0, output
+
+
+def test_not_built_error_names_the_build_command(subprocess_checks) -> None:  # type: ignore[no-untyped-def]
+    code, output = subprocess_checks.result("not-built")
+    assert code == 0, output
+    lines = [ln for ln in output.strip().splitlines() if "keisei-plugin-fused-se" in ln]
+    assert len(lines) == 2, output
+    assert all("pip install --no-build-isolation -e plugins/keisei-plugin-fused-se" in ln for ln in lines)
+
+
+def test_triton_kernels_through_the_interpreter(subprocess_checks) -> None:  # type: ignore[no-untyped-def]
+    """The GPU path's kernels, run on the CPU by Triton's interpreter (TRITON_INTERPRET=1)."""
+    pytest.importorskip("triton")
+    code, output = subprocess_checks.result("triton-interpret")
+    assert code == 0, output
