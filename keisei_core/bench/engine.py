@@ -30,7 +30,12 @@ import attrs
 
 from keisei_core.bench.probe_api import ProbeContext, ProbeResult, ProbeUnsupported
 from keisei_core.bench.results import CellRecord, Results
-from keisei_core.bench.strategies import StrategyUnsupported, apply_strategy, check_support
+from keisei_core.bench.strategies import (
+    StrategyFailed,
+    StrategyUnsupported,
+    apply_strategy,
+    check_support,
+)
 from keisei_core.config.experiment import ExperimentConfig, ModelEntry, experiment_to_dict
 from keisei_core.errors import ConfigError, KeiseiError
 from keisei_core.specs import ProbeSpec
@@ -237,6 +242,8 @@ class BenchEngine:
             group.model, group.eager, group.report = self._build_models(entry, strategy, training)
         except StrategyUnsupported as exc:
             group.status, group.reason = "skipped", str(exc)
+        except StrategyFailed as exc:
+            group.status, group.reason, group.report = "failed", str(exc), exc.report
         except KeyboardInterrupt:
             raise
         except Exception as exc:

@@ -1,10 +1,12 @@
-"""Applying a cell's strategy to its eager model, through ``keisei_core.compile`` when present.
+"""Applying a cell's strategy to its eager model, through ``keisei_core.compile``.
 
 ``keisei_core.compile.compile_model`` owns composition (``channels-last+inductor``),
 validation against eager and the compile report. This adapter gives the engine one call
-that returns ``(model, report as a JSON dict)`` and turns "this strategy cannot run this
-cell" (device, dtype, training) into :class:`StrategyUnsupported`, which marks cells
-skipped rather than failed.
+that returns ``(model, report as a JSON dict)``, turns "this strategy cannot run this
+cell" (device, dtype, training) into :class:`StrategyUnsupported` (cells ``skipped``) and
+a compile that raises or disagrees with eager into :class:`StrategyFailed` (cells
+``failed``, with the report). It never falls back to eager silently. Without
+``keisei_core.compile`` (a stripped-down install) the parts are applied in order.
 """
 
 from __future__ import annotations
@@ -28,6 +30,14 @@ if TYPE_CHECKING:
 
 class StrategyUnsupported(Exception):
     """The strategy does not support the cell's device, dtype or training mode."""
+
+
+class StrategyFailed(Exception):
+    """The strategy raised or its result differs from eager; ``report`` says how."""
+
+    def __init__(self, message: str, report: dict[str, Any] | None) -> None:
+        super().__init__(message)
+        self.report = report
 
 
 def strategy_parts(name: str) -> list[str]:
@@ -98,19 +108,31 @@ def apply_strategy(
 ) -> tuple[nn.Module, dict[str, Any] | None]:
     """Return ``(model, report)`` for ``name`` applied to a private copy of ``eager``."""
     check_support(host, name, device=device, dtype=dtype, training=training)
+    if name == "eager":
+        # The baseline itself: nothing to validate; a copy keeps eager_model's weights
+        # untouched when a training probe steps the optimizer.
+        return copy.deepcopy(eager), None
     module = _compile_module()
     if module is not None and hasattr(module, "compile_model"):
-        model, report = module.compile_model(
-            eager,
-            name,
-            device=device,
-            dtype=dtype,
-            batch_sizes=tuple(batch_sizes),
-            training=training,
-            example_obs=example_obs,
-            host=host,
-        )
-        return model, report_to_dict(report)
+        # fallback=False: a benchmark must never time eager under a compiled strategy's name.
+        try:
+            model, report = module.compile_model(
+                eager,
+                name,
+                device=device,
+                dtype=dtype,
+                batch_sizes=tuple(batch_sizes),
+                training=training,
+                example_obs=example_obs,
+                host=host,
+                fallback=False,
+            )
+        except module.CompileFailedError as exc:
+            raise StrategyFailed(str(exc), report_to_dict(exc.report)) from None
+        data = report_to_dict(report)
+        if getattr(report, "status", None) == "skipped":
+            raise StrategyUnsupported(str(getattr(report, "reason", None) or f"strategy '{name}' skipped"))
+        return model, data
     return _apply_in_order(host, name, eager, device=device, dtype=dtype, batch_sizes=batch_sizes,
                            training=training, example_obs=example_obs)
 

@@ -1,10 +1,10 @@
 """Timing loops: warm up until stable, then sample adaptively (one callable or interleaved A/B).
 
 What the loops do, and why (after torch.utils.benchmark's ``blocked_autorange`` and pyperf):
-- Warm-up runs the callable until at least ``warmup_seconds`` passed *and* two successive
-  windows of per-call times agree within 10 %; the first call (compilation, allocator
-  growth) never counts. Warm-up is capped at three times ``warmup_seconds`` (plus one call)
-  so a drifting cell cannot hang the run; the warm-up count is recorded.
+- Warm-up makes one call (compilation, allocator growth: never a sample), then runs the
+  callable until at least ``warmup_seconds`` passed *and* two successive windows of
+  per-call times agree within 10 %. It is capped at three times ``warmup_seconds`` after
+  the first call, so a drifting cell cannot hang the run; the warm-up count is recorded.
 - Calls shorter than :data:`MIN_BLOCK_SECONDS` are grouped into blocks so timer resolution
   and loop overhead stay negligible; a sample is the mean call time of one block.
 - Sampling stops when there are at least ``min_samples`` and the IQR/median is under
@@ -63,8 +63,8 @@ class _Timed:
         return (self.clock() - start) / calls
 
     def warm_up(self, warmup_seconds: float) -> None:
-        start = self.clock()
-        times = [self.block(1)]  # the first call is never a sample
+        times = [self.block(1)]  # the first call (compilation, allocation) is never a sample
+        start = self.clock()  # ... nor does it eat into the warm-up time
         cap = warmup_seconds * WARMUP_CAP_FACTOR
         while True:
             elapsed = self.clock() - start
