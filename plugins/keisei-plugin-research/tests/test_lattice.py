@@ -56,3 +56,17 @@ def test_gradients_with_a_26_neighbourhood_and_more_steps() -> None:
     logits, value = model(make_observations(2))
     (logits.square().mean() + value.square().mean()).backward()
     assert all(p.grad is not None and bool(p.grad.abs().sum() > 0) for p in model.parameters())
+
+
+@pytest.mark.parametrize("neighbourhood", [6, 26])
+def test_neighbour_mix_matches_a_gather_and_its_gradients_check(neighbourhood: int) -> None:
+    from keisei_plugin_research.lattice import LatticeCells, NeighbourMix
+
+    cells = LatticeCells(depth=2, board_size=3, width=4, expansion=1, neighbourhood=neighbourhood).double()
+    gate = torch.randn(cells.cells, 2, 4, dtype=torch.float64, requires_grad=True)
+    weights = (torch.randn_like(cells.spatial_weight) * cells.inside).requires_grad_(True)
+    index = neighbour_index(2, 3, neighbourhood)
+    padded = torch.cat([gate, gate.new_zeros(1, 2, 4)])
+    reference = (padded[index] * weights.unsqueeze(2)).sum(dim=1)
+    torch.testing.assert_close(NeighbourMix.apply(gate, weights, cells.shifts), reference)
+    assert torch.autograd.gradcheck(lambda g, w: NeighbourMix.apply(g, w, cells.shifts), (gate, weights))
