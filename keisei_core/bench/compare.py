@@ -7,8 +7,10 @@ file (both sides independently, 2,000 resamples, fixed seed). The change is orie
 the probe's ``higher_is_better``: a positive ``worse %`` is a regression.
 
 A cell is a *regression* when its point estimate is worse than the threshold
-(``--fail-above PCT``) **and** the interval lies entirely on the worse side of no change
-(significant). Cells without samples (single-shot values such as FLOP counts or peak
+(``--fail-above PCT``) **and** the change is significant: the interval lies entirely on
+the worse side of no change *and* a two-sided Mann-Whitney U test on the raw samples
+gives p < 0.05 (the percentile bootstrap of a median alone is too optimistic with the
+handful of samples a short budget yields). Cells without samples (single-shot values such as FLOP counts or peak
 memory) have no interval: their change counts when it exceeds the threshold. A cell that
 was ``ok`` in OLD and ``failed`` in NEW is a regression too.
 """
@@ -26,6 +28,7 @@ from keisei_core.cli.output import format_table
 
 BOOTSTRAP_RESAMPLES = 2000
 CONFIDENCE = 0.95
+ALPHA = 1.0 - CONFIDENCE
 MIN_SAMPLES_FOR_CI = 3
 ENVIRONMENT_KEYS = ("torch", "python", "cpu", "gpu", "threads", "device")
 
@@ -40,6 +43,7 @@ class CellComparison:
     worse_percent: float | None = None
     significant: bool = False
     verdict: str = "unchanged"
+    p_value: float | None = None
 
 
 def bootstrap_ratio_ci(
@@ -57,6 +61,36 @@ def bootstrap_ratio_ci(
     tail = (1.0 - CONFIDENCE) / 2
     low, high = np.quantile(ratios, [tail, 1.0 - tail])
     return float(low), float(high)
+
+
+def mann_whitney_p(old: Sequence[float], new: Sequence[float]) -> float:
+    """Two-sided p-value of the Mann-Whitney U test (normal approximation with tie and
+    continuity corrections): are samples of one side systematically larger?"""
+    import math
+
+    n1, n2 = len(old), len(new)
+    values = sorted([(v, 0) for v in old] + [(v, 1) for v in new])
+    ranks = [0.0] * len(values)
+    ties = 0.0
+    i = 0
+    while i < len(values):
+        j = i
+        while j + 1 < len(values) and values[j + 1][0] == values[i][0]:
+            j += 1
+        for k in range(i, j + 1):
+            ranks[k] = (i + j) / 2 + 1
+        size = j - i + 1
+        ties += size**3 - size
+        i = j + 1
+    rank_old = sum(r for r, (_, side) in zip(ranks, values, strict=True) if side == 0)
+    u = rank_old - n1 * (n1 + 1) / 2
+    mean = n1 * n2 / 2
+    n = n1 + n2
+    variance = n1 * n2 / 12 * ((n + 1) - ties / (n * (n - 1)))
+    if variance <= 0:
+        return 1.0
+    z = max(0.0, abs(u - mean) - 0.5) / math.sqrt(variance)
+    return math.erfc(z / math.sqrt(2))
 
 
 def _worse_percent(ratio: float, higher_is_better: bool) -> float:
@@ -87,10 +121,14 @@ def compare_cells(old: CellRecord | None, new: CellRecord | None, *, threshold: 
         and min(old_stats.samples) > 0
     ):
         ci = bootstrap_ratio_ci(old_stats.samples, new_stats.samples)
+    p_value = None
     if ci is not None:
+        assert old_stats is not None and new_stats is not None
+        p_value = mann_whitney_p(old_stats.samples, new_stats.samples)
         worse_side = ci[1] < 1.0 if higher else ci[0] > 1.0
         better_side = ci[0] > 1.0 if higher else ci[1] < 1.0
-        significant = worse_side or better_side
+        # Both must agree: the percentile bootstrap of a median is optimistic with few samples.
+        significant = (worse_side or better_side) and p_value < ALPHA
     else:
         worse_side, better_side = worse > 0, worse < 0
         significant = abs(worse) > threshold
@@ -102,7 +140,7 @@ def compare_cells(old: CellRecord | None, new: CellRecord | None, *, threshold: 
         verdict = "worse (within threshold)"
     else:
         verdict = "no significant change"
-    return CellComparison(key, old, new, ratio, ci, worse, significant, verdict)
+    return CellComparison(key, old, new, ratio, ci, worse, significant, verdict, p_value)
 
 
 def compare_results(old: Results, new: Results, *, threshold: float) -> list[CellComparison]:
@@ -136,9 +174,10 @@ def format_comparison(comparisons: Sequence[CellComparison]) -> str:
             f"{c.ratio:.3f}" if c.ratio is not None else "",
             f"[{c.ci[0]:.3f}, {c.ci[1]:.3f}]" if c.ci is not None else ("single value" if c.ratio is not None else ""),
             f"{c.worse_percent:+.1f}%" if c.worse_percent is not None else "",
+            f"{c.p_value:.3f}" if c.p_value is not None else "",
             c.verdict,
         ])
-    headers = ["model", "strategy", "probe", "batch", "old", "new", "unit", "new/old", "95% CI", "worse", "verdict"]
+    headers = ["model", "strategy", "probe", "batch", "old", "new", "unit", "new/old", "95% CI", "worse", "p", "verdict"]
     return format_table(rows, headers)
 
 

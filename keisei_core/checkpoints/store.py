@@ -85,8 +85,13 @@ class LoadedCheckpoint:
 
 def _plain(value: Any, where: str) -> Any:
     """Check that ``value`` is made of what weights-only loading accepts (JSON-like data)."""
-    if value is None or isinstance(value, (bool, int, float, str)):
-        return value
+    # Exact builtin types: subclasses such as torch's TorchVersion (a str) would be
+    # pickled as their own class, which weights-only loading refuses.
+    if value is None:
+        return None
+    for kind in (bool, int, float, str):
+        if isinstance(value, kind):
+            return kind(value)
     if isinstance(value, Mapping):
         return {str(k): _plain(v, f"{where}.{k}") for k, v in value.items()}
     if isinstance(value, (list, tuple)):
@@ -162,7 +167,7 @@ def save_checkpoint(
         WRAPPER_KEY: unwrapped.state_dict,
         "strategy": strategy,
         "compile_report": _plain(report_to_dict(compile_report), "compile_report"),
-        "versions": _versions(name, host),
+        "versions": _plain(_versions(name, host), "versions"),
         "metadata": _plain(dict(metadata or {}), "metadata"),
         "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
     }

@@ -56,7 +56,8 @@ def run(ctx: CliContext) -> int:
                 {"model": c.key[0], "strategy": c.key[1], "probe": c.key[2], "batch_size": c.key[3],
                  "old": c.old.value if c.old else None, "new": c.new.value if c.new else None,
                  "ratio": c.ratio, "ci95": list(c.ci) if c.ci else None,
-                 "worse_percent": c.worse_percent, "significant": c.significant, "verdict": c.verdict}
+                 "worse_percent": c.worse_percent, "p_value": c.p_value, "significant": c.significant,
+                 "verdict": c.verdict}
                 for c in comparisons
             ],
         })

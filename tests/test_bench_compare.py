@@ -1,0 +1,126 @@
+"""``keisei compare``: regression logic on synthetic results files, and the CLI's exit codes."""
+
+from __future__ import annotations
+
+import json
+import random
+from pathlib import Path
+
+import attrs
+import pytest
+
+from keisei_core.bench.compare import (
+    bootstrap_ratio_ci,
+    compare_cells,
+    compare_results,
+    is_regression,
+    mann_whitney_p,
+)
+from keisei_core.bench.probe_api import ProbeResult
+from keisei_core.bench.results import CellRecord, Results, load_results
+from keisei_core.bench.stats import summarize
+from keisei_core.cli.main import main
+
+
+def _cell(probe: str, median: float, *, spread: float = 0.02, higher: bool = True, n: int = 30,
+          status: str = "ok", seed: int = 0, batch: int = 64, samples: bool = True) -> CellRecord:
+    rng = random.Random(seed)
+    result = None
+    if status == "ok":
+        stats = summarize([median * rng.uniform(1 - spread, 1 + spread) for _ in range(n)]) if samples else None
+        result = ProbeResult(probe, "samples/s" if higher else "ms", stats.median if stats else median, stats,
+                             higher_is_better=higher)
+    return CellRecord(
+        model="actor-critic", model_label="actor-critic", model_options={}, strategy="eager", probe=probe,
+        batch_size=batch, device="cpu", dtype="float32", status=status,
+        reason=None if status == "ok" else "RuntimeError: x", result=result,
+    )
+
+
+def _results(path: Path, cells: list[CellRecord], threads: int = 2) -> Path:
+    Results(run={"name": path.stem, "status": "complete"}, manifest={"torch": "2.13.0", "threads": threads},
+            cells=cells, path=path).save()
+    return path
+
+
+def test_bootstrap_interval_covers_the_true_ratio() -> None:
+    rng = random.Random(0)
+    old = [100 * rng.uniform(0.95, 1.05) for _ in range(40)]
+    new = [80 * rng.uniform(0.95, 1.05) for _ in range(40)]
+    low, high = bootstrap_ratio_ci(old, new)
+    assert low < 0.8 < high and high - low < 0.1
+    assert bootstrap_ratio_ci(old, new) == (low, high)  # seeded: reproducible
+
+
+def test_significant_rate_drop_beyond_threshold_is_a_regression() -> None:
+    c = compare_cells(_cell("throughput", 100, seed=1), _cell("throughput", 80, seed=2), threshold=5)
+    assert c.verdict == "REGRESSION" and c.significant and is_regression(c)
+    assert c.worse_percent == pytest.approx(20, abs=2)
+    assert c.ci is not None and c.ci[1] < 1.0
+
+
+def test_latency_increase_is_worse_and_decrease_is_better() -> None:
+    worse = compare_cells(_cell("latency", 10, higher=False, seed=1), _cell("latency", 12, higher=False, seed=2), threshold=5)
+    assert worse.verdict == "REGRESSION"
+    better = compare_cells(_cell("latency", 10, higher=False, seed=1), _cell("latency", 8, higher=False, seed=2), threshold=5)
+    assert better.verdict == "improved" and not is_regression(better)
+
+
+def test_small_or_noisy_changes_do_not_fail() -> None:
+    within = compare_cells(_cell("throughput", 100, seed=1), _cell("throughput", 97, seed=2), threshold=5)
+    assert within.verdict in ("worse (within threshold)", "no significant change")
+    assert not is_regression(within)
+    # Medians 100 vs 85, but the samples overlap almost completely.
+    old, new = _cell("throughput", 1), _cell("throughput", 1)
+    old = attrs.evolve(old, result=attrs.evolve(old.result, value=100, statistics=summarize([60, 140, 80, 120, 100, 70, 130])))
+    new = attrs.evolve(new, result=attrs.evolve(new.result, value=85, statistics=summarize([55, 125, 75, 110, 85, 65, 120])))
+    noisy = compare_cells(old, new, threshold=5)
+    assert noisy.p_value is not None and noisy.p_value > 0.3
+    assert noisy.verdict == "no significant change" and not is_regression(noisy)
+
+
+def test_mann_whitney_matches_known_values() -> None:
+    # Complete separation of 10 vs 10: U = 0, normal approximation p ~ 0.00018.
+    assert mann_whitney_p(list(range(10)), list(range(10, 20))) == pytest.approx(0.000183, rel=0.05)
+    assert mann_whitney_p([1.0, 2.0, 3.0], [1.0, 2.0, 3.0]) == pytest.approx(1.0)
+
+
+def test_single_values_and_status_changes() -> None:
+    flops = compare_cells(_cell("flops", 100, samples=False, higher=False), _cell("flops", 120, samples=False, higher=False), threshold=5)
+    assert flops.ci is None and flops.verdict == "REGRESSION"
+    failed = compare_cells(_cell("throughput", 100), _cell("throughput", 0, status="failed"), threshold=5)
+    assert failed.verdict == "now failed" and is_regression(failed)
+    old = Results(run={}, manifest={}, cells=[_cell("throughput", 1, batch=1)])
+    new = Results(run={}, manifest={}, cells=[_cell("throughput", 1, batch=2)])
+    assert [c.verdict for c in compare_results(old, new, threshold=5)] == ["removed", "added"]
+
+
+def test_cli_exit_codes(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    old = _results(tmp_path / "old.json", [_cell("throughput", 100, seed=1), _cell("latency", 5, higher=False, seed=3)])
+    same = _results(tmp_path / "same.json", [_cell("throughput", 100, seed=2), _cell("latency", 5, higher=False, seed=4)])
+    slow = _results(tmp_path / "slow.json", [_cell("throughput", 70, seed=2), _cell("latency", 5, higher=False, seed=4)], threads=1)
+    assert main(["compare", str(old), str(same)]) == 0
+    assert main(["compare", str(old), str(slow)]) == 1
+    captured = capsys.readouterr()
+    assert "REGRESSION" in captured.out and "environments differ (threads: 2 -> 1)" in captured.err
+    # A threshold above the drop lets it pass.
+    assert main(["compare", str(old), str(slow), "--fail-above", "40"]) == 0
+    capsys.readouterr()
+    assert main(["compare", str(old), str(slow), "--json"]) == 1
+    data = json.loads(capsys.readouterr().out)
+    assert data["regressions"] == 1 and data["cells"][0]["verdict"] == "REGRESSION"
+
+
+def test_bad_results_files_are_one_line_errors(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    good = _results(tmp_path / "good.json", [_cell("throughput", 1)])
+    (tmp_path / "junk.json").write_text("{not json")
+    (tmp_path / "other.json").write_text('{"cells": []}')
+    future = json.loads(good.read_text())
+    future["schema_version"] = 99
+    (tmp_path / "future.json").write_text(json.dumps(future))
+    for name, message in [("missing.json", "no such results file"), ("junk.json", "not a JSON results file"),
+                          ("other.json", "not a keisei results file"), ("future.json", "schema version 99")]:
+        assert main(["compare", str(good), str(tmp_path / name)]) == 2
+        err = capsys.readouterr().err
+        assert message in err and err.count("\n") == 1
+    assert load_results(good).cells[0].value is not None
