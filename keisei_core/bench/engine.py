@@ -30,6 +30,7 @@ import attrs
 
 from keisei_core.bench.probe_api import ProbeContext, ProbeResult, ProbeUnsupported
 from keisei_core.bench.results import CellRecord, Results
+from keisei_core.bench.shards import CellId, Shard, config_fingerprint, shard_cells
 from keisei_core.bench.strategies import (
     StrategyFailed,
     StrategyUnsupported,
@@ -91,6 +92,8 @@ class BenchEngine:
     observers: Sequence[RunObserver] = ()
     progress: bool = True
     run_name: str | None = None
+    # ``keisei bench --shard I/N``: run only the cells this shard owns (see bench.shards).
+    shard: Shard | None = None
 
     # -- planning ------------------------------------------------------------------------
     def validate(self) -> None:
@@ -116,7 +119,13 @@ class BenchEngine:
 
     def total_cells(self) -> int:
         c = self.config
+        if self.shard is not None:
+            return len(shard_cells(c, self.shard))
         return len(c.models) * len(c.strategies) * len(c.batch_sizes) * len(c.probes)
+
+    def selected_cells(self) -> set[CellId] | None:
+        """The cells this run owns (None: all of them)."""
+        return set(shard_cells(self.config, self.shard)) if self.shard is not None else None
 
     # -- running -------------------------------------------------------------------------
     def run(self) -> Results:
@@ -137,6 +146,8 @@ class BenchEngine:
                 "finished": None,
                 "config_path": self.config_path,
                 "config": experiment_to_dict(config),
+                "config_fingerprint": config_fingerprint(config),
+                "shard": self.shard.to_dict() if self.shard is not None else None,
             },
             manifest=environment_manifest(self.host, threads=threads, device=config.device),
             path=self.results_path,
@@ -175,12 +186,17 @@ class BenchEngine:
         self, threads: int, scratch_root: Path, run_cache: dict[str, Any], bar: Any
     ) -> Iterator[CellRecord]:
         probes = self.probe_specs()
+        selected = self.selected_cells()
+
+        def owned(entry: ModelEntry, strategy: str, probe: ProbeSpec, batch_size: int) -> bool:
+            return selected is None or (entry.display_name, strategy, probe.name, batch_size) in selected
+
         for entry in self.config.models:
             for strategy in self.config.strategies:
                 for training in (False, True):
                     mode_probes = [p for p in probes if p.needs_training == training]
-                    if not mode_probes:
-                        continue
+                    if not any(owned(entry, strategy, p, b) for p in mode_probes for b in self.config.batch_sizes):
+                        continue  # nothing of this (model, strategy, mode) in this shard: no build
                     bar.set_postfix_str(f"{entry.display_name}/{strategy} build", refresh=True)
                     group = self._build_group(entry, strategy, training)
                     if group.status == "ok":
@@ -188,6 +204,8 @@ class BenchEngine:
                     try:
                         for batch_size in self.config.batch_sizes:
                             for probe in mode_probes:
+                                if not owned(entry, strategy, probe, batch_size):
+                                    continue
                                 bar.set_postfix_str(
                                     f"{entry.display_name}/{strategy}/b{batch_size}/{probe.name}", refresh=True
                                 )
@@ -305,6 +323,7 @@ class BenchEngine:
             recompile=lambda: self._recompile(entry, group.strategy, group.training),
             run_cache=run_cache,
             plugins=tuple(self.plugins),
+            options=dict(config.probe_options.get(probe.name, {})),
         )
         start = time.perf_counter()
         try:

@@ -27,6 +27,10 @@ def configure(parser: argparse.ArgumentParser) -> None:
         help="W&B tracking mode (default: the config's wandb.mode, itself offline by default)",
     )
     parser.add_argument("--no-progress", action="store_true", help="no progress bar on stderr")
+    parser.add_argument(
+        "--shard", metavar="I/N",
+        help="run only the I-th of N deterministic shares of the matrix (merge them with keisei merge)",
+    )
 
 
 def _config_path(given: str | None) -> str:
@@ -47,17 +51,29 @@ def run(ctx: CliContext) -> int:
     from keisei_core.bench.table import format_header, format_results_table
     from keisei_core.config import load_experiment
 
+    shard = None
+    if ctx.args.shard:
+        from keisei_core.bench.shards import Shard
+
+        shard = Shard.parse(ctx.args.shard)
     path = _config_path(ctx.args.config)
     config = load_experiment(path, ctx.args.overrides)
     if ctx.args.wandb:
         config = attrs.evolve(config, wandb=attrs.evolve(config.wandb, mode=ctx.args.wandb))
+    if shard is not None:
+        from keisei_core.bench.shards import config_fingerprint, wandb_group
+
+        # Every shard of one matrix logs into one W&B group (the config's, if it names one).
+        group = wandb_group(config, config_fingerprint(config))
+        config = attrs.evolve(config, wandb=attrs.evolve(config.wandb, group=group))
     host = ctx.host(config.plugins)
-    run_name = f"{config.name}-{datetime.now().strftime('%Y%m%d-%H%M%S')}"
+    part = f"-shard-{shard.index}-of-{shard.count}" if shard is not None else ""
+    run_name = f"{config.name}{part}-{datetime.now().strftime('%Y%m%d-%H%M%S')}"
     out_dir = Path(ctx.args.out) if ctx.args.out else Path(config.output_dir) / run_name
     local_plugins = [*(ctx.args.plugins or []), *config.plugins]
     engine = BenchEngine(
         config, host, out_dir / "results.json", config_path=path, plugins=local_plugins,
-        progress=not ctx.args.no_progress, run_name=run_name,
+        progress=not ctx.args.no_progress, run_name=run_name, shard=shard,
     )
     engine.validate()  # a bad name or option is a one-line error before anything starts
     tracker = None
