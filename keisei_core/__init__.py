@@ -32,6 +32,8 @@ _LAZY: dict[str, str] = {
     "PluginError": "keisei_core.errors",
     "save_checkpoint": "keisei_core.checkpoints.store",
     "load_checkpoint": "keisei_core.checkpoints.store",
+    "compile_model": "keisei_core.compile",
+    "CompileReport": "keisei_core.compile",
 }
 
 __all__ = [

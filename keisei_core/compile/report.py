@@ -1,0 +1,184 @@
+"""What a compilation did, as plain attrs values (no torch): the report and its checks.
+
+A report is serialisable with :func:`keisei_core.config.unstructure` (or
+:meth:`CompileReport.to_dict`, which also turns non-finite floats into strings so the
+result is strict JSON).
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import attrs
+
+from keisei_core.errors import KeiseiError
+
+STATUSES = ("compiled", "fallback", "failed", "skipped")
+MODES = ("eval", "train")
+
+
+@attrs.frozen
+class Tolerance:
+    """Outputs agree when ``|compiled - eager| <= atol + rtol * |eager|`` element by element
+    (``torch.allclose``); gradients agree when their relative L2 error
+    ``||g_compiled - g_eager|| / ||g_eager||`` over all parameters is at most ``grad_rtol``
+    (gradients span orders of magnitude across layers, and low precision perturbs the
+    small ones most)."""
+
+    atol: float = attrs.field(validator=attrs.validators.ge(0.0))
+    rtol: float = attrs.field(validator=attrs.validators.ge(0.0))
+    grad_rtol: float = attrs.field(default=1e-3, validator=attrs.validators.ge(0.0))
+
+
+@attrs.frozen
+class EquivalenceCheck:
+    """One output of one method compared between the compiled and the eager model.
+
+    ``dtype`` is the precision the compiled model computes in (whose tolerance applies);
+    ``max_rel_diff`` is taken over elements whose eager magnitude exceeds ``atol`` (near
+    zero a relative difference says nothing). For ``backward.grad`` it is the relative L2
+    error of all gradients, checked against ``rtol`` (the tolerance's ``grad_rtol``;
+    ``atol`` is 0).
+    """
+
+    batch_size: int
+    mode: str
+    dtype: str
+    method: str
+    output: str
+    max_abs_diff: float
+    max_rel_diff: float
+    atol: float
+    rtol: float
+    passed: bool
+
+    def describe(self) -> str:
+        if self.method == "backward":
+            return (
+                f"gradients at batch {self.batch_size} ({self.mode}): relative L2 error "
+                f"{self.max_rel_diff:.3g} > {self.rtol:g}"
+            )
+        return (
+            f"{self.method}.{self.output} at batch {self.batch_size} ({self.mode}): "
+            f"max abs diff {self.max_abs_diff:.3g} > atol {self.atol:g} + rtol {self.rtol:g} * |eager|"
+        )
+
+
+@attrs.frozen
+class SpeedCheck:
+    """``guard="faster"``: eager and compiled forward (eval, no grad) timed interleaved."""
+
+    batch_size: int
+    samples: int
+    eager_ms: float
+    compiled_ms: float
+    eager_iqr_ms: float
+    compiled_iqr_ms: float
+
+    @property
+    def speedup(self) -> float:
+        """Eager median over compiled median (> 1 means the compiled model is faster)."""
+        return self.eager_ms / self.compiled_ms if self.compiled_ms > 0 else math.inf
+
+    @property
+    def faster(self) -> bool:
+        return self.compiled_ms < self.eager_ms
+
+
+@attrs.frozen
+class CompileReport:
+    """What :func:`keisei_core.compile.compile_model` did with one model and strategy.
+
+    ``status``: ``compiled`` (validated, the compiled model is returned), ``fallback`` (an
+    exception, a mismatch or the speed guard made it return the eager model; ``reason``
+    says which), ``failed`` (the same with ``fallback=False``: raised as
+    :class:`CompileFailedError`), ``skipped`` (the strategy does not support the device,
+    dtype or training; nothing was compiled).
+
+    ``compile_seconds`` covers applying every part and the first call (where lazy
+    compilers compile). ``graphs`` counts TorchDynamo graphs compiled during the whole
+    run, ``recompiles`` those after the first call (new batch-size buckets, train mode,
+    gradients). ``warm_start`` says whether compiled artifacts from an earlier run were
+    reused (None when the strategy caches nothing); ``cache`` holds the cache counters
+    behind it.
+    """
+
+    strategy: str
+    status: str = attrs.field(validator=attrs.validators.in_(STATUSES))
+    reason: str | None = None
+    model: str | None = None
+    model_options: dict[str, Any] = attrs.field(factory=dict)
+    device: str = "cpu"
+    dtype: str = "float32"
+    precision: str = "float32"
+    batch_sizes: tuple[int, ...] = ()
+    modes: tuple[str, ...] = ()
+    tolerance: Tolerance | None = None
+    compile_seconds: float | None = None
+    validation_seconds: float | None = None
+    total_seconds: float = 0.0
+    warm_start: bool | None = None
+    cache: dict[str, int] = attrs.field(factory=dict)
+    graphs: int = 0
+    recompiles: int = 0
+    checks: tuple[EquivalenceCheck, ...] = ()
+    speed: SpeedCheck | None = None
+    notes: dict[str, Any] = attrs.field(factory=dict)
+    torch_version: str | None = None
+
+    @property
+    def ok(self) -> bool:
+        """True when the returned model is the compiled one."""
+        return self.status == "compiled"
+
+    @property
+    def failed_checks(self) -> tuple[EquivalenceCheck, ...]:
+        return tuple(c for c in self.checks if not c.passed)
+
+    def summary(self) -> str:
+        """One line: ``inductor: compiled in 12.3 s (warm), 2 recompiles, 54/54 checks passed``."""
+        head = f"{self.strategy}: {self.status}"
+        if self.compile_seconds is not None:
+            head += f" in {self.compile_seconds:.1f} s"
+            if self.warm_start is not None:
+                head += " (warm)" if self.warm_start else " (cold)"
+        parts = [head]
+        if self.status in ("compiled", "fallback", "failed") and self.checks:
+            passed = sum(c.passed for c in self.checks)
+            parts.append(f"{self.recompiles} recompile(s)")
+            parts.append(f"{passed}/{len(self.checks)} checks passed")
+        if self.speed is not None:
+            parts.append(f"{self.speed.speedup:.2f}x eager at batch {self.speed.batch_size}")
+        line = ", ".join(parts)
+        return f"{line}: {self.reason}" if self.reason else line
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready data (strict JSON: infinities and NaN become strings)."""
+        from keisei_core.config.converter import unstructure
+
+        data: dict[str, Any] = _finite_json(unstructure(self))
+        if self.speed is not None:
+            data["speed"]["speedup"] = _finite_json(self.speed.speedup)
+        return data
+
+
+def _finite_json(value: Any) -> Any:
+    if isinstance(value, float) and not math.isfinite(value):
+        return str(value)
+    if isinstance(value, dict):
+        return {k: _finite_json(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_finite_json(v) for v in value]
+    return value
+
+
+class CompileFailedError(KeiseiError):
+    """``compile_model(..., fallback=False)`` could not produce a validated compiled model.
+
+    The message is the report's reason; ``report`` holds the whole report (status ``failed``).
+    """
+
+    def __init__(self, report: CompileReport) -> None:
+        super().__init__(f"strategy '{report.strategy}' failed: {report.reason}")
+        self.report = report

@@ -1,0 +1,126 @@
+"""``aot-inductor``: torch.export the (transformed) model once, compile it ahead of time with
+AOTInductor into a ``.pt2`` package, and cache the package on disk.
+
+The package lives at ``<cache>/aot-inductor/<key>.pt2`` where the key hashes the model's
+name and options, its weights, the torch version, device, dtype and the composition
+(:func:`keisei_core.compile.artifact_key`). A second run with the same key loads the
+package in milliseconds instead of compiling for a minute, and records
+``warm_start=True`` and the package path in the compile report.
+
+The model keeps its parameters (state_dict keys as eager) and gets a wrapped
+``forward`` that runs the package, so the PPO methods run compiled code. The package
+computes with the weights it was compiled with: after ``load_state_dict`` the next call
+looks up (or builds) the package for the new weights. Inference only: the package holds
+the eval-mode graph (BatchNorm with running statistics), so train mode is refused.
+"""
+
+from __future__ import annotations
+
+import copy
+import functools
+from pathlib import Path
+from typing import Any
+
+import attrs
+import torch
+from torch import nn
+
+from keisei_core.compile.artifacts import artifact_key, artifact_path, build_atomically
+from keisei_core.compile.wrapping import add_forward_wrapper
+from keisei_core.errors import InputError
+from keisei_core.specs import StrategyContext
+
+STRATEGY = "aot-inductor"
+
+
+class AotPackage:
+    """The package a module runs, and how to find or build it again for new weights."""
+
+    def __init__(self, context: StrategyContext) -> None:
+        # Keep what a rebuild needs, not the caller's notes or its (maybe large) example.
+        example = context.example_obs
+        if example is None:
+            raise InputError("aot-inductor needs an example observation to export with")
+        if example.shape[0] < 2:  # a batch-1 example would specialise the batch dimension
+            example = example.expand(2, *example.shape[1:])
+        self.example = example[:2].detach().clone()
+        self.context = attrs.evolve(context, notes={}, example_obs=None)
+        self.path: Path | None = None
+        self.runner: Any = None
+        self.stale = False
+        self.exporting = False
+        self.builds = 0
+
+    def __deepcopy__(self, memo: dict[int, Any]) -> AotPackage:
+        # The loaded runner is shared (it is read-only); a copy loading other weights
+        # marks only its own package stale.
+        twin = copy.copy(self)
+        twin.example = self.example.clone()
+        twin.context = copy.deepcopy(self.context, memo)
+        return twin
+
+    def __getstate__(self) -> dict[str, Any]:
+        state = dict(self.__dict__)
+        state["runner"] = None
+        state["stale"] = True  # reload (or rebuild) from disk after unpickling
+        return state
+
+    def ensure(self, module: nn.Module) -> bool:
+        """Load the package for the module's current weights, building it if absent.
+        Returns whether an existing package was reused."""
+        key = artifact_key(module, self.context, STRATEGY, batch_dim="dynamic")
+        path = artifact_path(self.context, STRATEGY, key, ".pt2")
+        reused = path.exists()
+        if not reused:
+            program = self._export(module)
+            build_atomically(
+                path,
+                lambda temporary: torch._inductor.aoti_compile_and_package(program, package_path=str(temporary)),
+            )
+            self.builds += 1
+        self.runner = torch._inductor.aoti_load_package(str(path))
+        self.path = path
+        self.stale = False
+        return reused
+
+    def _export(self, module: nn.Module) -> Any:
+        batch = torch.export.Dim.DYNAMIC
+        was_training = module.training
+        module.eval()
+        self.exporting = True
+        try:
+            with torch.no_grad():
+                return torch.export.export(module, (self.example,), dynamic_shapes=({0: batch},))
+        finally:
+            self.exporting = False
+            module.train(was_training)
+
+
+def aot_forward(module: nn.Module, inner: Any, obs: torch.Tensor, *args: Any, package: AotPackage, **kwargs: Any) -> Any:
+    if package.exporting:  # torch.export is tracing the eager forward underneath
+        return inner(obs, *args, **kwargs)
+    if module.training:
+        raise InputError("an aot-inductor model runs inference only (eval mode); call model.eval()")
+    if args or kwargs:
+        raise InputError("an aot-inductor model takes the observations only")
+    if package.stale or package.runner is None:
+        package.ensure(module)
+    logits, value = package.runner(obs)
+    return logits, value
+
+
+def _weights_changed(module: nn.Module, _incompatible_keys: Any) -> None:
+    for wrapper in getattr(module, "keisei_forward_wrappers", ()):
+        if isinstance(wrapper, functools.partial) and isinstance(wrapper.keywords.get("package"), AotPackage):
+            wrapper.keywords["package"].stale = True
+
+
+def compile_aot(model: nn.Module, context: StrategyContext) -> nn.Module:
+    model.eval()
+    package = AotPackage(context)
+    reused = package.ensure(model)
+    context.record("warm_start", reused)
+    context.record("aot_package", str(package.path))
+    add_forward_wrapper(model, functools.partial(aot_forward, package=package))
+    model.register_load_state_dict_post_hook(_weights_changed)
+    return model
