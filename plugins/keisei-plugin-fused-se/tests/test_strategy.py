@@ -1,0 +1,161 @@
+"""The ``fused-se`` strategy: the swap, its registration, and validated compiles
+(``fused-se`` and ``fused-se+inductor``) through keisei_core.compile."""
+
+from __future__ import annotations
+
+import copy
+import subprocess
+import sys
+
+import pytest
+import torch
+from keisei_core.actor_critic import ActorCriticMixin
+from keisei_core.nn.se import SEUnit, SqueezeExcitation, SqueezeExcitationFiLM
+from torch import nn
+
+from keisei_plugin_fused_se.module import FusedSEUnit, fuse_se_units
+
+
+class ToyBlock(nn.Module):
+    def __init__(self, width: int, se: SEUnit) -> None:
+        super().__init__()
+        self.conv = nn.Conv2d(width, width, 3, padding=1)
+        self.bn = nn.BatchNorm2d(width)
+        self.se = se
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.se(self.bn(self.conv(x)), x)
+
+
+class ToyTower(ActorCriticMixin, nn.Module):
+    """A small actor-critic with a plain SE and an SE-FiLM block."""
+
+    observation_shape = (4, 9, 9)
+    num_actions = 12
+
+    def __init__(self, width: int = 16) -> None:
+        super().__init__()
+        self.stem = nn.Conv2d(4, width, 3, padding=1)
+        self.blocks = nn.Sequential(
+            ToyBlock(width, SqueezeExcitation(width, 4)),
+            ToyBlock(width, SqueezeExcitationFiLM(width, 5)),
+        )
+        self.policy = nn.Linear(width * 81, self.num_actions)
+        self.value = nn.Linear(width * 81, 1)
+
+    def forward(self, obs: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        x = self.blocks(torch.relu(self.stem(obs))).flatten(1)
+        return self.policy(x), self.value(x).squeeze(-1)
+
+
+class ScaledSE(SqueezeExcitation):
+    """Different math (a subclass overriding forward): must be left alone."""
+
+    def forward(self, y: torch.Tensor, residual: torch.Tensor) -> torch.Tensor:
+        return 2 * super().forward(y, residual)
+
+
+def test_swap_shares_parameters_and_keeps_the_state_dict() -> None:
+    torch.manual_seed(0)
+    model = ToyTower()
+    shared = SqueezeExcitation(16, 4)
+    model.extra_a = shared  # one unit reachable under two names
+    model.extra_b = shared
+    model.odd = ScaledSE(16, 4)
+    before = model.state_dict(keep_vars=True)
+
+    fused, skipped = fuse_se_units(model)
+
+    assert sorted(fused) == ["blocks.0.se", "blocks.1.se", "extra_a"]
+    assert skipped == {"odd": "ScaledSE overrides the SE math"}
+    assert isinstance(model.extra_a, FusedSEUnit) and model.extra_a is model.extra_b
+    assert type(model.odd) is ScaledSE
+    after = model.state_dict(keep_vars=True)
+    assert list(after) == list(before)
+    assert all(after[k] is before[k] for k in before), "parameters must be the same objects"
+    assert fuse_se_units(model) == ([], {"odd": "ScaledSE overrides the SE math"})  # idempotent
+
+
+@pytest.mark.parametrize("mode", ["eval", "train"])
+def test_swapped_model_matches_eager_outputs_and_gradients(mode: str) -> None:
+    torch.manual_seed(1)
+    eager = ToyTower()
+    fused = copy.deepcopy(eager)
+    assert len(fuse_se_units(fused)[0]) == 2
+    eager.train(mode == "train")
+    fused.train(mode == "train")
+    obs = torch.randn(6, 4, 9, 9)
+    logits_e, value_e = eager(obs)
+    logits_f, value_f = fused(obs)
+    torch.testing.assert_close(logits_f, logits_e, atol=1e-5, rtol=1e-5)
+    torch.testing.assert_close(value_f, value_e, atol=1e-5, rtol=1e-5)
+    (logits_e.square().mean() + value_e.square().mean()).backward()
+    (logits_f.square().mean() + value_f.square().mean()).backward()
+    grads_e = dict(eager.named_parameters())
+    for name, param in fused.named_parameters():
+        assert param.grad is not None, f"{name} got no gradient"
+        torch.testing.assert_close(param.grad, grads_e[name].grad, atol=1e-5, rtol=1e-4, msg=name)
+
+
+def test_plugin_registers_without_importing_torch() -> None:
+    code = (
+        "import sys\n"
+        "from keisei_core.plugins import PluginHost\n"
+        "host = PluginHost(env={'KEISEI_PLUGINS': 'fused-se'}).load()\n"
+        "spec = host.strategies.get('fused-se')\n"
+        "assert spec.kind == 'transform' and spec.training, spec\n"
+        "probe = host.probes.get('se-op')\n"
+        "assert probe.unit == 'x' and probe.higher_is_better\n"
+        "assert 'torch' not in sys.modules, 'listing imported torch'\n"
+        "print('ok')\n"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0 and "ok" in done.stdout, done.stdout + done.stderr
+
+
+def test_compile_model_validates_fused_se_in_eval_and_train() -> None:
+    from keisei_core.compile import compile_model
+
+    torch.manual_seed(2)
+    model = ToyTower()
+    compiled, report = compile_model(model, "fused-se", batch_sizes=(1, 8))
+    assert report.status == "compiled", report.reason
+    assert report.modes == ("eval", "train")
+    assert report.notes["fused_se_units"] == 2
+    assert list(compiled.state_dict()) == list(model.state_dict())
+    assert sum(isinstance(m, FusedSEUnit) for m in compiled.modules()) == 2
+    assert not any(isinstance(m, FusedSEUnit) for m in model.modules()), "the input model was modified"
+
+
+def test_composes_before_a_compiler() -> None:
+    """``fused-se`` is a transform: it may precede any compiler (``fused-se+inductor``).
+    Compiling that composition end to end takes minutes on a 2-core CPU, so the test
+    suite checks the op under torch.compile on the unit (test_ops) and the composition
+    here; the README's end-to-end figures run it on the ResTower."""
+    from keisei_core.api import list_strategies
+    from keisei_core.compile import CompositionError, parse_composition
+    from keisei_core.plugins import get_host
+
+    strategies = get_host().strategies
+    compilers = [r.name for r in list_strategies() if r.spec.kind == "compiler"]
+    for compiler in compilers:
+        composition = parse_composition(f"fused-se+{compiler}", strategies)
+        assert composition.names == ("fused-se", compiler)
+    with pytest.raises(CompositionError):
+        parse_composition("eager+fused-se", strategies)
+
+
+@pytest.mark.slow
+def test_restower_small_with_fused_se() -> None:
+    """End to end on the ResTower plugin's model, when that plugin is installed."""
+    from keisei_core.api import list_models
+    from keisei_core.compile import compile_model
+
+    if "restower-small" not in {r.name for r in list_models()}:
+        pytest.skip("keisei-plugin-restower is not installed")
+    from keisei_core.api import build_model
+
+    model = build_model("restower-small")
+    compiled, report = compile_model(model, "fused-se", batch_sizes=(2,))
+    assert report.status == "compiled", report.reason
+    assert report.notes["fused_se_units"] >= 1
