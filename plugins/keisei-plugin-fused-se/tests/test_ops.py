@@ -7,11 +7,11 @@ import os
 
 import pytest
 import torch
-from keisei_core.nn.se import SqueezeExcitation, SqueezeExcitationFiLM
-
 from keisei_plugin_fused_se.module import FusedSEUnit
 from keisei_plugin_fused_se.ops import cpu_kernel_isa, cpu_kernels_available, se_unit
-from keisei_plugin_fused_se.testing import check_results, make_inputs
+from keisei_plugin_fused_se.testing import make_inputs
+
+from keisei_core.nn.se import SqueezeExcitation, SqueezeExcitationFiLM
 
 CASES = [(False, False), (False, True), (True, False), (True, True)]  # (film, channels_last)
 

@@ -6,14 +6,14 @@ from pathlib import Path
 
 import pytest
 import torch
+from keisei_plugin_fused_se import bench
+from keisei_plugin_fused_se.probe import run_se_op
+from torch import nn
+
 from keisei_core.actor_critic import ActorCriticMixin
 from keisei_core.bench.probe_api import ProbeContext, ProbeUnsupported
 from keisei_core.config.experiment import BenchSettings
 from keisei_core.nn.se import SqueezeExcitationFiLM
-from torch import nn
-
-from keisei_plugin_fused_se import bench
-from keisei_plugin_fused_se.probe import run_se_op
 
 FAST = BenchSettings(warmup_seconds=0.0, min_samples=3, max_samples=5, time_budget_seconds=0.05, target_iqr_ratio=0.5)
 

@@ -11,7 +11,6 @@ import pytest
 import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
-
 from keisei_plugin_fused_se.ops import se_unit
 from keisei_plugin_fused_se.testing import check_results, make_inputs
 

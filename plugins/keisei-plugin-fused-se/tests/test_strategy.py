@@ -9,11 +9,11 @@ import sys
 
 import pytest
 import torch
-from keisei_core.actor_critic import ActorCriticMixin
-from keisei_core.nn.se import SEUnit, SqueezeExcitation, SqueezeExcitationFiLM
+from keisei_plugin_fused_se.module import FusedSEUnit, fuse_se_units
 from torch import nn
 
-from keisei_plugin_fused_se.module import FusedSEUnit, fuse_se_units
+from keisei_core.actor_critic import ActorCriticMixin
+from keisei_core.nn.se import SEUnit, SqueezeExcitation, SqueezeExcitationFiLM
 
 
 class ToyBlock(nn.Module):
@@ -156,6 +156,6 @@ def test_restower_small_with_fused_se() -> None:
     from keisei_core.api import build_model
 
     model = build_model("restower-small")
-    compiled, report = compile_model(model, "fused-se", batch_sizes=(2,))
+    _, report = compile_model(model, "fused-se", batch_sizes=(2,))
     assert report.status == "compiled", report.reason
     assert report.notes["fused_se_units"] >= 1

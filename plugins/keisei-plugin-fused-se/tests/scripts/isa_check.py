@@ -3,7 +3,6 @@
 import sys
 
 import torch
-
 from keisei_plugin_fused_se.ops import cpu_kernel_isa, se_unit
 from keisei_plugin_fused_se.testing import check_results, make_inputs
 

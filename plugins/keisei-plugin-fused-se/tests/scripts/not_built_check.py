@@ -5,12 +5,12 @@ import sys
 sys.modules["keisei_plugin_fused_se._C"] = None  # makes `import keisei_plugin_fused_se._C` fail
 
 import torch  # noqa: E402
-from keisei_core.specs import StrategyContext  # noqa: E402
-
 from keisei_plugin_fused_se.errors import KernelNotBuiltError  # noqa: E402
 from keisei_plugin_fused_se.ops import cpu_kernels_available, se_unit  # noqa: E402
 from keisei_plugin_fused_se.strategy import apply_fused_se  # noqa: E402
 from keisei_plugin_fused_se.testing import make_inputs  # noqa: E402
+
+from keisei_core.specs import StrategyContext  # noqa: E402
 
 assert not cpu_kernels_available()
 attempts = (
