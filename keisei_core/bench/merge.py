@@ -4,8 +4,9 @@ Shards merge only when they are the same experiment in the same environment:
 - the same config fingerprint (see :mod:`keisei_core.bench.shards`);
 - the same environment: keisei, Python, torch (and its CUDA), the device kind and its
   hardware (GPU model on CUDA, CPU model and thread count on CPU), the loaded plugins
-  with their versions, and the git commit when both recorded one. Host names, load
-  averages and start times may differ: that is what sharding is for;
+  with their versions. Host names, load averages and start times may differ: that is
+  what sharding is for. Different git commits are reported as a warning (a checkout
+  that moved between array tasks), not refused: the versions above are what decides;
 - one file per shard index, all of the same N, none missing (``allow_missing`` merges
   what is there and marks the run ``partial``);
 - each file holds exactly the cells its shard owns, recomputed from the stored config:
@@ -61,12 +62,15 @@ def environment_signature(manifest: dict[str, Any]) -> dict[str, Any]:
 
 def environment_differences(a: dict[str, Any], b: dict[str, Any]) -> list[str]:
     left, right = environment_signature(a), environment_signature(b)
-    notes = [f"{key}: {left[key]} vs {right.get(key)}" for key in left if left[key] != right.get(key)]
+    return [f"{key}: {left[key]} vs {right.get(key)}" for key in left if left[key] != right.get(key)]
+
+
+def commit_difference(a: dict[str, Any], b: dict[str, Any]) -> str | None:
     commit_a = (a.get("git") or {}).get("commit")
     commit_b = (b.get("git") or {}).get("commit")
     if commit_a and commit_b and commit_a != commit_b:
-        notes.append(f"git commit: {commit_a[:12]} vs {commit_b[:12]}")
-    return notes
+        return f"git commit {commit_a[:12]} vs {commit_b[:12]}"
+    return None
 
 
 def _shard_of(results: Results, path: Path) -> Shard:
@@ -98,6 +102,7 @@ def merge_results(paths: Sequence[str | Path], *, allow_missing: bool = False) -
     first_path, first = loaded[0]
 
     fingerprint = first.run.get("config_fingerprint")
+    warnings: list[str] = []
     for path, results in loaded:
         if not results.run.get("config_fingerprint"):
             raise MergeError(f"{path}: records no config fingerprint; rerun it with keisei bench --shard I/N")
@@ -109,6 +114,9 @@ def merge_results(paths: Sequence[str | Path], *, allow_missing: bool = False) -
         differences = environment_differences(first.manifest, results.manifest)
         if differences:
             raise MergeError(f"{first_path} and {path} ran in different environments ({'; '.join(differences)})")
+        commits = commit_difference(first.manifest, results.manifest)
+        if commits:
+            warnings.append(f"{first_path} and {path} ran from different checkouts ({commits})")
 
     shards = [(path, results, _shard_of(results, path)) for path, results in loaded]
     count = shards[0][2].count
@@ -148,8 +156,10 @@ def merge_results(paths: Sequence[str | Path], *, allow_missing: bool = False) -
 
     order = {cell: position for position, cell in enumerate(everything)}
     merged_cells = sorted(cells.values(), key=lambda c: order[c.key])
+    run = _merged_run(first, shards, partial=bool(missing or incomplete), missing=missing)
+    run["merge_warnings"] = warnings
     return Results(
-        run=_merged_run(first, shards, partial=bool(missing or incomplete), missing=missing),
+        run=run,
         manifest=_merged_manifest(first, shards),
         calibration=dict(first.calibration),
         cells=merged_cells,

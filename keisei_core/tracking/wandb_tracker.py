@@ -71,7 +71,13 @@ class WandbTracker:
                 job_type="benchmark",
                 mode=self.settings.mode,
                 dir=directory,
-                config={"experiment": results.run.get("config"), "manifest": results.manifest},
+                config={
+                    "experiment": results.run.get("config"),
+                    "manifest": results.manifest,
+                    # Shards of one matrix share a group; these say which share this run is.
+                    "shard": results.run.get("shard"),
+                    "config_fingerprint": results.run.get("config_fingerprint"),
+                },
                 settings=wandb.Settings(console="off", silent=True, x_disable_stats=True, save_code=False),
                 reinit="finish_previous",
             )

@@ -30,6 +30,8 @@ def run(ctx: CliContext) -> int:
         raise MergeError(f"-o {ctx.args.output}: would overwrite one of the shards being merged")
     merged = merge_results(ctx.args.shards, allow_missing=ctx.args.allow_missing)
     merged.save(output)  # atomic: temporary file, fsync, rename
+    for warning in merged.run.get("merge_warnings") or []:
+        print(f"keisei: warning: {warning}", file=sys.stderr)
     if not ctx.args.no_table:
         print(format_header(merged))
         print(format_results_table(merged))
