@@ -35,6 +35,7 @@ from keisei_core.bench.strategies import (
     StrategyFailed,
     StrategyUnsupported,
     apply_strategy,
+    check_composition,
     check_support,
 )
 from keisei_core.config.experiment import ExperimentConfig, ModelEntry, experiment_to_dict
@@ -101,6 +102,8 @@ class BenchEngine:
         from keisei_core.config.checks import check_names
 
         check_names(self.config, self.host, where=self.config_path or "config")
+        for strategy in self.config.strategies:
+            check_composition(self.host, strategy)
         labels = [entry.display_name for entry in self.config.models]
         repeated = sorted({label for label in labels if labels.count(label) > 1})
         if repeated:

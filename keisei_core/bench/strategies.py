@@ -57,6 +57,14 @@ def check_support(host: PluginHost, name: str, *, device: str, dtype: str, train
     return specs
 
 
+def check_composition(host: PluginHost, name: str) -> None:
+    """Raise the compile layer's one-line CompositionError for a name that breaks the
+    composition rules (e.g. two compilers), so a bad matrix fails before it starts."""
+    module = _compile_module()
+    if module is not None and hasattr(module, "parse_composition"):
+        module.parse_composition(name, host.strategies)
+
+
 def report_to_dict(report: Any) -> dict[str, Any] | None:
     """A compile report as JSON-ready data (attrs classes, dicts, or objects with to_dict)."""
     if report is None:
