@@ -13,8 +13,10 @@ enum class ScalarKind : int { Float = 0, Double = 1, BFloat16 = 2, Half = 3 };
 
 // One batch of the forward pass. Activations have the per-sample layout C x HW
 // (NCHW-contiguous) or HW x C (channels-last-contiguous); samples are C*HW apart.
-// Weights and biases are row-major and already in the accumulate type (double for
-// double inputs, float otherwise): w1 [hidden, C], w2 [E, hidden] with E = C or 2C.
+// Weights and biases are in the accumulate type (double for double inputs, float
+// otherwise), row-major, transposed for the forward MLP: w1t [C, hidden] = fc1^T and
+// w2t [hidden, E] = fc2^T with E = C or 2C, so both layers are sums of scaled rows
+// (vector FMAs over contiguous rows, no horizontal sums).
 struct ForwardArgs {
   ScalarKind kind;
   bool channels_last;
@@ -25,9 +27,9 @@ struct ForwardArgs {
   const void* y;
   const void* residual;
   void* out;
-  const void* w1;
+  const void* w1t;
   const void* b1;
-  const void* w2;
+  const void* w2t;
   const void* b2;
   void* scratch;           // accumulate type, scratch_stride elements per sample
   int64_t scratch_stride;  // >= 3C + hidden
@@ -35,7 +37,9 @@ struct ForwardArgs {
 
 // One batch of the backward pass. Besides grad_y and grad_residual (activation dtype and
 // layout) it writes, per sample b, row b of four accumulate-type matrices that the
-// dispatcher turns into the weight gradients with two small GEMMs.
+// dispatcher turns into the weight gradients with two small GEMMs. It needs the weights
+// both ways: transposed to recompute the forward MLP, row-major (w1 [hidden, C],
+// w2 [E, hidden]) to back-propagate through it.
 struct BackwardArgs {
   ScalarKind kind;
   bool channels_last;
@@ -49,8 +53,10 @@ struct BackwardArgs {
   void* grad_y;
   void* grad_residual;
   const void* w1;
+  const void* w1t;
   const void* b1;
   const void* w2;
+  const void* w2t;
   const void* b2;
   void* d_excite;    // [B, E]      dL/d(fc2 output)
   void* d_hidden;    // [B, hidden] dL/d(fc1 output)

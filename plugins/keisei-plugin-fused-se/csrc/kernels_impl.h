@@ -1,7 +1,8 @@
 // The fused SE kernels. Included once per ISA by kernels_<isa>.cpp, which defines
 // CPU_CAPABILITY (DEFAULT, AVX2, AVX512) and CPU_CAPABILITY_<ISA> first; the build gives
-// each of those files its -m flags. Everything here lives in the namespace
-// keisei_fused_se::<ISA> (CPU_CAPABILITY expands to the ISA) so the copies never collide.
+// each of those files its -m flags. Everything here lives in an anonymous namespace
+// inside keisei_fused_se::<ISA> (CPU_CAPABILITY expands to the ISA); each kernels_<isa>.cpp
+// exports only its kernel_table().
 //
 // Per sample b (the dispatcher runs ranges of samples in parallel):
 //   forward:  pass 1 pools y[b] (accumulate type), the tiny MLP gives gate and shift,
@@ -23,6 +24,9 @@
 
 namespace keisei_fused_se {
 namespace CPU_CAPABILITY {
+// Internal linkage: each ISA's translation unit keeps its own copies, so the linker can
+// never hand an AVX512-compiled helper to the default-ISA code (and calls stay direct).
+namespace {
 
 using at::vec::Vectorized;
 
@@ -88,28 +92,6 @@ inline T hsum(const Vectorized<T>& v) {
   return at::vec::vec_reduce_all<T>([](Vectorized<T>& a, Vectorized<T>& b) { return a + b; }, v);
 }
 
-// sum_i a[i] * b[i] for accumulate-type rows (the MLP's weights and activations).
-template <typename T>
-inline T dot(const T* a, const T* b, int64_t n) {
-  using Vec = Vectorized<T>;
-  constexpr int64_t V = Vec::size();
-  Vec acc0(T(0));
-  Vec acc1(T(0));
-  int64_t i = 0;
-  for (; i + 2 * V <= n; i += 2 * V) {
-    acc0 = at::vec::fmadd(Vec::loadu(a + i), Vec::loadu(b + i), acc0);
-    acc1 = at::vec::fmadd(Vec::loadu(a + i + V), Vec::loadu(b + i + V), acc1);
-  }
-  for (; i + V <= n; i += V) {
-    acc0 = at::vec::fmadd(Vec::loadu(a + i), Vec::loadu(b + i), acc0);
-  }
-  T total = hsum<T>(acc0 + acc1);
-  for (; i < n; ++i) {
-    total += a[i] * b[i];
-  }
-  return total;
-}
-
 // dst[i] += alpha * src[i]
 template <typename T>
 inline void axpy(T* dst, const T* src, T alpha, int64_t n) {
@@ -173,24 +155,60 @@ inline void pool_sample(const scalar_t* y, bool channels_last, int64_t C, int64_
   }
 }
 
-// hidden = relu(w1 @ pooled + b1); e = w2 @ hidden + b2; gate = sigmoid(e[:C]);
-// shift = e[C:] for FiLM, else 0.
 template <typename T>
-inline void excite_sample(const T* w1, const T* b1, const T* w2, const T* b2, const T* pooled,
+inline void copy(T* dst, const T* src, int64_t n) {
+  for (int64_t i = 0; i < n; ++i) {
+    dst[i] = src[i];
+  }
+}
+
+// v[i] = 1 / (1 + exp(-v[i]))
+template <typename T>
+inline void sigmoid_inplace(T* v, int64_t n) {
+  using Vec = Vectorized<T>;
+  constexpr int64_t V = Vec::size();
+  const Vec one(T(1));
+  int64_t i = 0;
+  for (; i + V <= n; i += V) {
+    (one / (one + Vec::loadu(v + i).neg().exp())).store(v + i);
+  }
+  for (; i < n; ++i) {
+    v[i] = sigmoid_scalar<T>(v[i]);
+  }
+}
+
+// hidden = relu(fc1 pooled + b1); [gate, shift] = fc2 hidden + b2; gate = sigmoid(gate);
+// shift = 0 without FiLM. Weights come transposed (w1t [C, H], w2t [H, E]), so each layer
+// is a sum of rows scaled by the input's entries; zero hidden units (about half, after
+// the ReLU) are skipped.
+template <typename T>
+inline void excite_sample(const T* w1t, const T* b1, const T* w2t, const T* b2, const T* pooled,
                           int64_t C, int64_t H, bool film, T* hidden, T* gate, T* shift) {
+  const int64_t E = film ? 2 * C : C;
+  copy<T>(hidden, b1, H);
+  for (int64_t c = 0; c < C; ++c) {
+    axpy<T>(hidden, w1t + c * H, pooled[c], H);
+  }
   for (int64_t j = 0; j < H; ++j) {
-    hidden[j] = relu_scalar<T>(b1[j] + dot<T>(w1 + j * C, pooled, C));
+    hidden[j] = relu_scalar<T>(hidden[j]);
   }
-  for (int64_t k = 0; k < C; ++k) {
-    gate[k] = sigmoid_scalar<T>(b2[k] + dot<T>(w2 + k * H, hidden, H));
-  }
+  copy<T>(gate, b2, C);
   if (film) {
-    for (int64_t k = 0; k < C; ++k) {
-      shift[k] = b2[C + k] + dot<T>(w2 + (C + k) * H, hidden, H);
-    }
+    copy<T>(shift, b2 + C, C);
   } else {
     fill<T>(shift, T(0), C);
   }
+  for (int64_t j = 0; j < H; ++j) {
+    const T h = hidden[j];
+    if (h == T(0)) {
+      continue;
+    }
+    axpy<T>(gate, w2t + j * E, h, C);
+    if (film) {
+      axpy<T>(shift, w2t + j * E + C, h, C);
+    }
+  }
+  sigmoid_inplace<T>(gate, C);
 }
 
 // out = relu(y * gate[c] + shift[c] + x)
@@ -246,9 +264,9 @@ void forward_range(const ForwardArgs& a, int64_t begin, int64_t end) {
   const auto* y = static_cast<const scalar_t*>(a.y);
   const auto* x = static_cast<const scalar_t*>(a.residual);
   auto* out = static_cast<scalar_t*>(a.out);
-  const auto* w1 = static_cast<const T*>(a.w1);
+  const auto* w1t = static_cast<const T*>(a.w1t);
   const auto* b1 = static_cast<const T*>(a.b1);
-  const auto* w2 = static_cast<const T*>(a.w2);
+  const auto* w2t = static_cast<const T*>(a.w2t);
   const auto* b2 = static_cast<const T*>(a.b2);
   for (int64_t b = begin; b < end; ++b) {
     T* pooled = static_cast<T*>(a.scratch) + b * a.scratch_stride;
@@ -257,7 +275,7 @@ void forward_range(const ForwardArgs& a, int64_t begin, int64_t end) {
     T* hidden = shift + C;
     const int64_t off = b * sample;
     pool_sample<scalar_t>(y + off, a.channels_last, C, HW, pooled);
-    excite_sample<T>(w1, b1, w2, b2, pooled, C, H, a.film, hidden, gate, shift);
+    excite_sample<T>(w1t, b1, w2t, b2, pooled, C, H, a.film, hidden, gate, shift);
     apply_sample<scalar_t>(y + off, x + off, out + off, a.channels_last, C, HW, gate, shift);
   }
 }
@@ -384,8 +402,10 @@ void backward_range(const BackwardArgs& a, int64_t begin, int64_t end) {
   auto* gy = static_cast<scalar_t*>(a.grad_y);
   auto* gx = static_cast<scalar_t*>(a.grad_residual);
   const auto* w1 = static_cast<const T*>(a.w1);
+  const auto* w1t = static_cast<const T*>(a.w1t);
   const auto* b1 = static_cast<const T*>(a.b1);
   const auto* w2 = static_cast<const T*>(a.w2);
+  const auto* w2t = static_cast<const T*>(a.w2t);
   const auto* b2 = static_cast<const T*>(a.b2);
   const T inv_hw = T(1) / T(HW);
   for (int64_t b = begin; b < end; ++b) {
@@ -405,7 +425,7 @@ void backward_range(const BackwardArgs& a, int64_t begin, int64_t end) {
     for (int64_t c = 0; c < C; ++c) {
       pooled[c] *= inv_hw;
     }
-    excite_sample<T>(w1, b1, w2, b2, pooled, C, H, a.film, hidden, gate, shift);
+    excite_sample<T>(w1t, b1, w2t, b2, pooled, C, H, a.film, hidden, gate, shift);
 
     // d(fc2 output): gate logits get sum(go * y) * sigmoid'; the FiLM shift gets sum(go).
     for (int64_t k = 0; k < C; ++k) {
@@ -472,5 +492,6 @@ inline void backward_dispatch(const BackwardArgs& a, int64_t begin, int64_t end)
   }
 }
 
+}  // namespace
 }  // namespace CPU_CAPABILITY
 }  // namespace keisei_fused_se
