@@ -19,6 +19,7 @@ import json
 import multiprocessing
 import os
 import pickle
+import re
 import signal
 import socket
 import time
@@ -75,6 +76,9 @@ def _phase(scratch: Path, rank: int) -> str:
         return "starting (no phase reported)"
 
 
+_QUALIFIED_EXCEPTION = re.compile(r"^(?:[A-Za-z_][\w]*\.)+([A-Za-z_]\w*:)")
+
+
 def _raised(error_file: str) -> str | None:
     """The last line of the traceback a rank left (torch.multiprocessing writes it), if any."""
     try:
@@ -83,7 +87,10 @@ def _raised(error_file: str) -> str | None:
     except (OSError, EOFError, pickle.UnpicklingError):
         return None
     lines = [line.strip() for line in trace.strip().splitlines() if line.strip()]
-    return lines[-1] if lines else "raised an exception"
+    if not lines:
+        return "an exception"
+    # "package.module.SomeError: text" -> "SomeError: text"
+    return _QUALIFIED_EXCEPTION.sub(r"\1", lines[-1])
 
 
 def _outcome(process: Any, error_file: str, scratch: Path, rank: int) -> str | None:

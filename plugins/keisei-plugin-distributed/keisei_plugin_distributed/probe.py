@@ -85,6 +85,9 @@ def summary_to_result(summary: dict[str, Any], *, batch_size: int, plan: DdpPlan
         },
         "timing": "engine timing loop on a clock agreed across ranks; global step = slowest rank's own step time",
     }
+    report = summary.get("compile_report")
+    if isinstance(report, dict):  # what the strategy did in the ranks (each compiled its own copy)
+        extra["rank0_compile"] = {key: report.get(key) for key in ("status", "reason", "compile_seconds")}
     baseline = summary.get("baseline_step_seconds")
     if baseline is not None:
         single = Statistics.from_dict(baseline)

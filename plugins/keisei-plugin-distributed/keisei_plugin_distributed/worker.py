@@ -114,6 +114,10 @@ def _timing_kwargs(context: Any) -> dict[str, Any]:
     }
 
 
+class CellBuildFailed(RuntimeError):
+    """Some rank could not build or compile the cell; every rank raises this together."""
+
+
 def _one_line(exc: BaseException) -> str:
     text = " ".join(str(exc).split())[:300]
     return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
@@ -131,7 +135,7 @@ def _agree_or_raise(error: BaseException | None, what: str, device: torch.device
     reasons: list[Any] = [None] * dist.get_world_size()
     dist.all_gather_object(reasons, _one_line(error) if error is not None else None)
     parts = [f"rank {r}: {reason}" for r, reason in enumerate(reasons) if reason is not None]
-    raise RuntimeError(f"{what} failed on {len(parts)} rank(s): " + "; ".join(parts))
+    raise CellBuildFailed(f"{what} failed on {len(parts)} rank(s): " + "; ".join(parts))
 
 
 def _rank_device(task: Mapping[str, Any], local_rank: int) -> torch.device:
