@@ -176,6 +176,9 @@ def apply_strategy(
             "host": host,
             "device": device,
             "batch_sizes": tuple(dict.fromkeys((1, int(example_obs.shape[0])))),
+            # The contracts compare acting (eval mode); compile_model validates train mode
+            # itself whenever a model is compiled for training. Eval only halves compiles.
+            "training": False,
         }
         accepted = _accepted_kwargs(module.compile_model, wanted)
         model, report = module.compile_model(eager, strategy, **accepted)
@@ -258,7 +261,52 @@ def clear_compiled() -> None:
     _COMPILED.clear()
 
 
+# -- every registered model ------------------------------------------------------------
+_REGISTERED: dict[tuple[int, str], list[tuple[ModelCase, str | None]]] = {}
+
+
+def registered_cases(host: PluginHost, size: str = "auto") -> list[tuple[ModelCase, str | None]]:
+    """(case, family) for every registered model, its options chosen by
+    :func:`keisei_core.testing.sizing.contract_options` (``auto``: the preset when cheap,
+    else shrunk), cheapest first within each family. Sized once per host and size."""
+    key = (id(host), size)
+    found = _REGISTERED.get(key)
+    if found is None:
+        from keisei_core.testing.sizing import contract_options
+
+        sized = []
+        for registration in host.models:
+            spec = registration.spec
+            chosen = contract_options(spec, size)
+            flops = chosen.cost.flops_per_sample
+            order = (spec.family or spec.name, flops if flops is not None else chosen.cost.parameters * 2)
+            sized.append((order, ModelCase(spec.name, chosen.overrides, size=chosen.size), spec.family))
+        found = [(case, family) for _, case, family in sorted(sized, key=lambda item: item[0])]
+        _REGISTERED[key] = found
+    return found
+
+
 # -- covering the model x strategy matrix -------------------------------------------------
+def is_cheap_strategy(spec: StrategySpec) -> bool:
+    """Transforms (channels-last, bf16, fused ops, checkpointing) and eager apply in well
+    under a second; compilers (inductor, AOT, ONNX export) take 10-60 s on a 2-core CPU."""
+    return spec.kind == "transform" or spec.name == "eager"
+
+
+def matrix_plan(
+    models: Sequence[tuple[ModelCase, str | None]], strategies: Sequence[StrategySpec], *, full: bool = False
+) -> list[tuple[ModelCase, str]]:
+    """The (model case, strategy) pairs to check for equivalence: every model under every
+    cheap strategy, and the compilers on a cover of the model families
+    (:func:`covering_pairs`); ``full`` gives every pair."""
+    if full:
+        return [(case, spec.name) for case, _ in models for spec in strategies]
+    cheap = [spec.name for spec in strategies if is_cheap_strategy(spec)]
+    costly = [spec.name for spec in strategies if not is_cheap_strategy(spec)]
+    pairs = [(case, name) for case, _ in models for name in cheap]
+    return pairs + covering_pairs(models, costly)
+
+
 def covering_pairs(models: Sequence[tuple[ModelCase, str | None]], strategies: Iterable[str]) -> list[tuple[ModelCase, str]]:
     """Pairs of (model case, strategy) in which every strategy meets at least one model
     family and every family meets at least one strategy, with as few pairs as that

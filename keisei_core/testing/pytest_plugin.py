@@ -57,6 +57,11 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     )
 
 
+def pytest_configure(config: pytest.Config) -> None:
+    # The contracts mark compile-heavy cases slow; `-m "not slow"` leaves them out.
+    config.addinivalue_line("markers", "slow: compiles or runs long (the keisei contracts mark compiler cases)")
+
+
 @pytest.fixture
 def keisei_host_factory() -> Callable[..., PluginHost]:
     """Make fresh, loaded plugin hosts: ``keisei_host_factory(local=[...], env={...})``."""

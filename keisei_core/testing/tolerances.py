@@ -1,9 +1,9 @@
-"""How close a transformed model's outputs must stay to eager's, and the comparisons.
+"""How close a transformed model's outputs must stay to eager's, and the comparison.
 
-Float32 strategies reorder arithmetic (fused kernels, other convolution algorithms), so
-they get a small tolerance rather than bitwise equality; strategies that compute in
-bfloat16 or float16 get that dtype's (8 and 11 mantissa bits). Absolute tolerances are
-scaled by the magnitude of the eager output so large logits are not held to 1e-4.
+The contracts use the compile core's tolerances (:mod:`keisei_core.compile.tolerances`):
+the same bound ``|compiled - eager| <= atol + rtol * |eager|`` that ``compile_model``
+validated with, applied to inputs the compile never saw. A strategy that computes in a
+lower precision (its spec's ``precision``) gets that dtype's looser bound.
 """
 
 from __future__ import annotations
@@ -18,6 +18,9 @@ if TYPE_CHECKING:
 
     from keisei_core.specs import StrategySpec
 
+# From lowest to highest precision: a composition is judged by its loosest part.
+_LOOSENESS = ("bfloat16", "float16", "float32")
+
 
 @attrs.frozen
 class Tolerance:
@@ -25,24 +28,15 @@ class Tolerance:
     atol: float
     dtype: str
 
-    def scaled_atol(self, reference: torch.Tensor) -> float:
-        magnitude = float(reference.detach().abs().max()) if reference.numel() else 0.0
-        return self.atol * max(1.0, magnitude)
-
-
-TOLERANCES: dict[str, Tolerance] = {
-    "float32": Tolerance(rtol=1e-4, atol=1e-4, dtype="float32"),
-    "float16": Tolerance(rtol=1e-2, atol=1e-2, dtype="float16"),
-    "bfloat16": Tolerance(rtol=5e-2, atol=5e-2, dtype="bfloat16"),
-}
-
 
 def tolerance_for(specs: Iterable[StrategySpec]) -> Tolerance:
-    """The loosest tolerance among the precisions the (composed) strategy computes in."""
-    found = [TOLERANCES[s.precision] for s in specs if s.precision in TOLERANCES]
-    if not found:
-        return TOLERANCES["float32"]
-    return max(found, key=lambda t: t.atol)
+    """The tolerance of the lowest precision any part of a (composed) strategy computes in."""
+    from keisei_core.compile import resolve_tolerance
+
+    precisions = {s.precision for s in specs if s.precision} | {"float32"}
+    precision = min(precisions, key=_LOOSENESS.index)
+    bound = resolve_tolerance(precision)
+    return Tolerance(rtol=bound.rtol, atol=bound.atol, dtype=precision)
 
 
 def assert_close(actual: torch.Tensor, expected: torch.Tensor, tolerance: Tolerance, what: str) -> None:
@@ -55,6 +49,6 @@ def assert_close(actual: torch.Tensor, expected: torch.Tensor, tolerance: Tolera
         actual.detach().float().cpu(),
         expected.detach().float().cpu(),
         rtol=tolerance.rtol,
-        atol=tolerance.scaled_atol(expected),
-        msg=lambda detail: f"{what} differs from eager beyond {tolerance.dtype} tolerance: {detail}",
+        atol=tolerance.atol,
+        msg=lambda detail: f"{what} differs from eager beyond the {tolerance.dtype} tolerance: {detail}",
     )
