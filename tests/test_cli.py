@@ -72,7 +72,11 @@ def test_info_options(capsys: pytest.CaptureFixture[str]) -> None:
         (["info", "actor-critic", "--set", "depth=3"], "unknown key(s) depth"),
     ],
 )
-def test_user_errors_exit_2_with_one_line(capsys: pytest.CaptureFixture[str], argv: list[str], message: str) -> None:
+def test_user_errors_exit_2_with_one_line(
+    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch, argv: list[str], message: str
+) -> None:
+    # Built-ins only: the point is the one error line, not other plugins' warnings.
+    monkeypatch.setenv("KEISEI_PLUGINS", "")
     assert main(argv) == 2
     captured = capsys.readouterr()
     assert captured.out == ""
