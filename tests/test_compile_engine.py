@@ -361,3 +361,44 @@ def test_compiled_equals_eager_on_random_baseline_configs(
     assert report.status == "compiled", report.reason
     assert backend.compiles >= 1 and backend.runs > 0
     assert list(compiled.state_dict()) == list(copy.deepcopy(model).state_dict())
+
+
+class Cancelling(TinyNet):
+    """Loses float32 precision to cancellation unless ``precise`` (a plain attribute) is set."""
+
+    precise = False
+
+    def forward(self, obs: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        logits, value = super().forward(obs)
+        if self.precise:
+            return (logits.double() * 3.3 + 1e4 - 1e4).to(logits.dtype), value
+        return (logits * 3.3 + 1e4) - 1e4, value
+
+
+def _make_precise(model: nn.Module, context: StrategyContext) -> nn.Module:
+    model.precise = True  # type: ignore[assignment]
+    return model
+
+
+def _noisy(module: nn.Module, inner: Any, obs: torch.Tensor) -> Any:
+    logits, value = inner(obs)
+    return logits + 4e-3 * torch.randn_like(logits), value
+
+
+def test_a_float64_referee_decides_when_eager_is_the_less_accurate() -> None:
+    torch.manual_seed(0)
+    model = Cancelling()
+    _compiled, report = compile_model(model, StrategySpec("precise", _make_precise), batch_sizes=(8,), training=False)
+    assert report.status == "compiled", report.reason
+    refereed = [c for c in report.checks if c.referee_eager_error is not None]
+    assert refereed, "eager's cancellation error should exceed the float32 tolerance"
+    for check in refereed:
+        assert check.passed and check.referee_compiled_error is not None
+        assert check.referee_compiled_error < check.referee_eager_error
+    # A strategy worse than eager is not rescued by the referee.
+    torch.manual_seed(0)
+    _compiled, report = compile_model(TinyNet(), wrapper_strategy("noisy", _noisy), batch_sizes=(8,), training=False)
+    assert report.status == "fallback"
+    failed = report.failed_checks[0]
+    assert failed.referee_compiled_error is not None and failed.referee_eager_error is not None
+    assert failed.referee_compiled_error > 2 * failed.referee_eager_error

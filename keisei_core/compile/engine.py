@@ -211,7 +211,10 @@ def compile_model(
 
         stage = "validation"
         validation_start = time.perf_counter()
-        checks = run_checks(eager, candidate, inputs, modes=modes, precision=precision, tolerance=tolerance)
+        checks = run_checks(
+            eager, candidate, inputs, modes=modes, precision=precision, tolerance=tolerance,
+            referee=precision == dtype,
+        )
         validation_seconds = time.perf_counter() - validation_start
         bad = [c for c in checks if not c.passed]
         if bad:

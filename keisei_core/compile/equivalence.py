@@ -7,21 +7,36 @@ and realistic legal masks at every batch size. In eval mode (no grad) they compa
 ``evaluate_actions`` of sampled legal actions. In train mode (grad enabled, as in a
 PPO update) the same, plus the BatchNorm running statistics a train forward leaves
 behind and every parameter's gradient of a PPO-like loss. Train-mode calls change
-running statistics and gradients, so both models' buffers and grads are saved before
-and restored after each call: validation leaves both models as it found them.
+running statistics and gradients, so each model's buffers and grads are saved before
+and restored after every call: validation leaves both models as it found them.
+
+Eager float32 is a reference, not the truth. When an output misses the tolerance and
+the compiled model computes in the model's own dtype, a float64 copy of the eager model
+referees (as torch's own accuracy checker does with ``fp64_ref``): the compiled output
+passes if its error against float64 is at most twice eager's plus a tenth of the
+tolerance. (Eager's train-mode BatchNorm gradients at batch 1 can be 4e-3 off float64
+where Inductor's are 5e-7.)
 """
 
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Iterator, Sequence
+import copy
+from collections.abc import Callable, Iterator, Sequence
+from typing import Any
 
 import attrs
 import torch
 from torch import nn
 
+from keisei_core.actor_critic import masked_log_probs
 from keisei_core.compile.report import EquivalenceCheck, Tolerance
+from keisei_core.compile.wrapping import add_forward_wrapper
 from keisei_core.observations import make_legal_masks, make_observations
+
+Outputs = dict[str, torch.Tensor]
+
+REFEREE_MULTIPLIER = 2.0
 
 
 @attrs.frozen
@@ -63,56 +78,6 @@ def has_active_dropout(model: nn.Module) -> bool:
     )
 
 
-def _differences(compiled: torch.Tensor, eager: torch.Tensor, tol: Tolerance) -> tuple[float, float, bool]:
-    a = compiled.detach().to("cpu", torch.float64)
-    b = eager.detach().to("cpu", torch.float64)
-    if a.shape != b.shape:
-        return float("inf"), float("inf"), False
-    if a.numel() == 0:
-        return 0.0, 0.0, True
-    finite = torch.isfinite(b)
-    if not bool((torch.isfinite(a) == finite).all()) or not bool((a[~finite] == b[~finite]).all()):
-        return float("nan"), float("nan"), False
-    diff = (a - b).abs().where(finite, torch.zeros_like(a))
-    magnitude = b.abs().where(finite, torch.zeros_like(b))
-    significant = magnitude > tol.atol
-    rel = (diff[significant] / magnitude[significant]).max().item() if bool(significant.any()) else 0.0
-    passed = bool((diff <= tol.atol + tol.rtol * magnitude).all())
-    return diff.max().item(), rel, passed
-
-
-class _Recorder:
-    def __init__(self, dtype: str, tol: Tolerance) -> None:
-        self.dtype = dtype
-        self.tol = tol
-        self.checks: list[EquivalenceCheck] = []
-
-    def add(self, batch: int, mode: str, method: str, output: str, max_abs: float, max_rel: float, passed: bool) -> None:
-        self.checks.append(
-            EquivalenceCheck(batch, mode, self.dtype, method, output, max_abs, max_rel, self.tol.atol, self.tol.rtol, passed)
-        )
-
-    def compare(self, batch: int, mode: str, method: str, output: str, compiled: torch.Tensor, eager: torch.Tensor) -> None:
-        self.add(batch, mode, method, output, *_differences(compiled, eager, self.tol))
-
-
-def _masked(logits: torch.Tensor, masks: torch.Tensor) -> torch.Tensor:
-    return logits.float().masked_fill(~masks, torch.finfo(torch.float32).min)
-
-
-def _action_gap(eager_logits: torch.Tensor, masks: torch.Tensor, eager_action: torch.Tensor, compiled_action: torch.Tensor, tol: Tolerance) -> tuple[float, float, bool]:
-    # Near-ties may break either way: the compiled action passes when its eager logit is
-    # within tolerance of the best legal eager logit (an illegal pick is never close).
-    masked = _masked(eager_logits.detach(), masks).double()
-    best = masked.gather(-1, eager_action.unsqueeze(-1)).squeeze(-1)
-    picked = masked.gather(-1, compiled_action.long().unsqueeze(-1)).squeeze(-1)
-    gap = (best - picked).abs()
-    allowed = tol.atol + tol.rtol * best.abs()
-    max_gap = gap.max().item() if gap.numel() else 0.0
-    rel = (gap / best.abs().clamp_min(tol.atol)).max().item() if gap.numel() else 0.0
-    return max_gap, rel, bool((gap <= allowed).all())
-
-
 @contextlib.contextmanager
 def preserved_state(*models: nn.Module) -> Iterator[None]:
     """Restore buffers (BatchNorm running statistics), gradients and train/eval flags."""
@@ -133,97 +98,170 @@ def preserved_state(*models: nn.Module) -> Iterator[None]:
                 model.train(training)
 
 
-def _eval_checks(eager: nn.Module, compiled: nn.Module, data: CheckInputs, rec: _Recorder) -> None:
-    with preserved_state(eager, compiled), torch.no_grad():
-        eager.eval()
-        compiled.eval()
-        _method_checks(eager, compiled, data, rec, "eval")
-
-
-def _method_checks(eager: nn.Module, compiled: nn.Module, data: CheckInputs, rec: _Recorder, mode: str) -> None:
-    batch, obs, masks = data.batch_size, data.obs, data.masks
-    e_logits, e_value = eager(obs)
-    c_logits, c_value = compiled(obs)
-    rec.compare(batch, mode, "forward", "logits", c_logits, e_logits)
-    rec.compare(batch, mode, "forward", "value", c_value.reshape(-1), e_value.reshape(-1))
-
-    e_action, _e_log_prob, e_val = eager.get_action_and_value(obs, masks, deterministic=True)  # type: ignore[operator]
-    c_action, c_log_prob, c_val = compiled.get_action_and_value(obs, masks, deterministic=True)  # type: ignore[operator]
-    rec.add(batch, mode, "get_action_and_value", "action", *_action_gap(e_logits, masks, e_action, c_action, rec.tol))
-    # The log-prob of the compiled model's own pick, against eager's for the same action.
-    eager_log_probs = torch.log_softmax(_masked(e_logits.detach(), masks), dim=-1)
-    expected = eager_log_probs.gather(-1, c_action.long().unsqueeze(-1)).squeeze(-1)
-    rec.compare(batch, mode, "get_action_and_value", "log_prob", c_log_prob, expected)
-    rec.compare(batch, mode, "get_action_and_value", "value", c_val, e_val)
-
-    e_lp, e_ent, e_v = eager.evaluate_actions(obs, data.actions, masks)  # type: ignore[operator]
-    c_lp, c_ent, c_v = compiled.evaluate_actions(obs, data.actions, masks)  # type: ignore[operator]
-    rec.compare(batch, mode, "evaluate_actions", "log_prob", c_lp, e_lp)
-    rec.compare(batch, mode, "evaluate_actions", "entropy", c_ent, e_ent)
-    rec.compare(batch, mode, "evaluate_actions", "value", c_v, e_v)
-
-
 def _ppo_like_loss(log_prob: torch.Tensor, entropy: torch.Tensor, value: torch.Tensor) -> torch.Tensor:
     return -log_prob.mean() - 0.01 * entropy.mean() + 0.5 * value.float().pow(2).mean()
 
 
-def _train_checks(eager: nn.Module, compiled: nn.Module, data: CheckInputs, rec: _Recorder) -> None:
-    batch, obs, masks = data.batch_size, data.obs, data.masks
-    with preserved_state(eager, compiled), torch.enable_grad():
-        eager.train()
-        compiled.train()
-        _method_checks(eager, compiled, data, rec, "train")
-    with preserved_state(eager, compiled), torch.enable_grad():
-        eager.train()
-        compiled.train()
-        eager(obs)
-        compiled(obs)
-        e_buffers = dict(eager.named_buffers())
-        largest_abs, largest_rel, all_passed = 0.0, 0.0, True
-        for name, buffer in compiled.named_buffers():
-            abs_diff, rel_diff, passed = _differences(buffer, e_buffers[name], rec.tol)
-            largest_abs, largest_rel = max(largest_abs, abs_diff), max(largest_rel, rel_diff)
-            all_passed = all_passed and passed
-        if e_buffers:
-            rec.add(batch, "train", "forward", "buffers", largest_abs, largest_rel, all_passed)
-    with preserved_state(eager, compiled), torch.enable_grad():
-        eager.train()
-        compiled.train()
-        for model in (eager, compiled):
-            for param in model.parameters():
+def _flat(tensors: Sequence[torch.Tensor]) -> torch.Tensor:
+    if not tensors:
+        return torch.zeros(0, dtype=torch.float64)
+    return torch.cat([t.detach().to("cpu", torch.float64).reshape(-1) for t in tensors])
+
+
+def _phase(model: nn.Module, mode: str) -> contextlib.ExitStack:
+    stack = contextlib.ExitStack()
+    stack.enter_context(preserved_state(model))
+    stack.enter_context(torch.no_grad() if mode == "eval" else torch.enable_grad())
+    model.train(mode == "train")
+    return stack
+
+
+def collect_outputs(model: nn.Module, data: CheckInputs, mode: str) -> Outputs:
+    """Every output validation compares, each call from the model's unchanged state."""
+    obs, masks = data.obs, data.masks
+    out: Outputs = {}
+    with _phase(model, mode):
+        logits, value = model(obs)
+        out["forward.logits"], out["forward.value"] = logits.detach(), value.detach().reshape(-1)
+        if mode == "train":
+            out["forward.buffers"] = _flat([b for _, b in model.named_buffers()])
+    with _phase(model, mode):
+        action, log_prob, value = model.get_action_and_value(obs, masks, deterministic=True)  # type: ignore[operator]
+        out["get_action_and_value.action"] = action.detach()
+        out["get_action_and_value.log_prob"] = log_prob.detach()
+        out["get_action_and_value.value"] = value.detach()
+    with _phase(model, mode):
+        log_prob, entropy, value = model.evaluate_actions(obs, data.actions, masks)  # type: ignore[operator]
+        out["evaluate_actions.log_prob"] = log_prob.detach()
+        out["evaluate_actions.entropy"] = entropy.detach()
+        out["evaluate_actions.value"] = value.detach()
+        if mode == "train":
+            params = [p for p in model.parameters() if p.requires_grad]
+            for param in params:
                 param.grad = None
-        _ppo_like_loss(*eager.evaluate_actions(obs, data.actions, masks)).backward()  # type: ignore[operator]
-        _ppo_like_loss(*compiled.evaluate_actions(obs, data.actions, masks)).backward()  # type: ignore[operator]
-        worst, rel, passed = _gradient_differences(eager, compiled, rec.tol)
-        rec.checks.append(
-            EquivalenceCheck(batch, "train", rec.dtype, "backward", "grad", worst, rel, 0.0, rec.tol.grad_rtol, passed)
-        )
+            _ppo_like_loss(log_prob, entropy, value).backward()
+            # A parameter the loss does not reach counts as a zero gradient.
+            out["backward.grad"] = _flat([p.grad if p.grad is not None else torch.zeros_like(p) for p in params])
+    return out
 
 
-def _gradient_differences(eager: nn.Module, compiled: nn.Module, tol: Tolerance) -> tuple[float, float, bool]:
-    # (max element difference, relative L2 error over all gradients, passed); a gradient
-    # present on one side only, or a non-finite one, fails outright.
-    e_params = dict(eager.named_parameters())
-    worst, diff_sq, norm_sq = 0.0, 0.0, 0.0
-    for name, param in compiled.named_parameters():
-        e_grad = e_params[name].grad
-        if not param.requires_grad:
-            continue
-        if (param.grad is None) != (e_grad is None):
-            return float("inf"), float("inf"), False
-        if param.grad is None or e_grad is None or param.grad.numel() == 0:
-            continue
-        a, b = param.grad.detach().double().cpu(), e_grad.detach().double().cpu()
-        if not bool(torch.isfinite(a).all()):
-            return float("nan"), float("nan"), False
-        worst = max(worst, (a - b).abs().max().item())
-        diff_sq += float((a - b).pow(2).sum())
-        norm_sq += float(b.pow(2).sum())
-    if norm_sq == 0.0:
-        rel = 0.0 if diff_sq == 0.0 else float("inf")
-    else:
-        rel = (diff_sq / norm_sq) ** 0.5
-    return worst, rel, rel <= tol.grad_rtol
+def _log_prob_of(logits: torch.Tensor, masks: torch.Tensor, actions: torch.Tensor) -> torch.Tensor:
+    # As the actor-critic mixin computes it (float32 log-softmax of the masked logits).
+    _, log_probs = masked_log_probs(logits, masks)
+    return log_probs.gather(-1, actions.long().unsqueeze(-1)).squeeze(-1)
+
+
+def _differences(compiled: torch.Tensor, eager: torch.Tensor, tol: Tolerance) -> tuple[float, float, bool]:
+    a = compiled.detach().to("cpu", torch.float64)
+    b = eager.detach().to("cpu", torch.float64)
+    if a.shape != b.shape:
+        return float("inf"), float("inf"), False
+    if a.numel() == 0:
+        return 0.0, 0.0, True
+    finite = torch.isfinite(b)
+    if not bool((torch.isfinite(a) == finite).all()) or not bool((a[~finite] == b[~finite]).all()):
+        return float("nan"), float("nan"), False
+    diff = (a - b).abs().where(finite, torch.zeros_like(a))
+    magnitude = b.abs().where(finite, torch.zeros_like(b))
+    significant = magnitude > tol.atol
+    rel = (diff[significant] / magnitude[significant]).max().item() if bool(significant.any()) else 0.0
+    passed = bool((diff <= tol.atol + tol.rtol * magnitude).all())
+    return diff.max().item(), rel, passed
+
+
+def _relative_l2(compiled: torch.Tensor, eager: torch.Tensor) -> float:
+    if compiled.shape != eager.shape:
+        return float("inf")
+    if not bool(torch.isfinite(compiled).all()):
+        return float("nan")
+    norm = float(eager.norm())
+    diff = float((compiled - eager).norm())
+    if norm == 0.0:
+        return 0.0 if diff == 0.0 else float("inf")
+    return diff / norm
+
+
+def _action_gap(eager_logits: torch.Tensor, masks: torch.Tensor, eager_action: torch.Tensor, compiled_action: torch.Tensor, tol: Tolerance) -> tuple[float, float, bool]:
+    # Near-ties may break either way: the compiled action passes when its eager logit is
+    # within tolerance of the best legal eager logit (an illegal pick is never close).
+    masked = eager_logits.detach().double().masked_fill(~masks, -float("inf"))
+    best = masked.gather(-1, eager_action.long().unsqueeze(-1)).squeeze(-1)
+    picked = masked.gather(-1, compiled_action.long().unsqueeze(-1)).squeeze(-1)
+    gap = (best - picked).abs().nan_to_num(nan=float("inf"))
+    if gap.numel() == 0:
+        return 0.0, 0.0, True
+    allowed = tol.atol + tol.rtol * best.abs()
+    rel = (gap / best.abs().clamp_min(tol.atol)).max().item()
+    return gap.max().item(), rel, bool((gap <= allowed).all())
+
+
+@attrs.define
+class _Comparison:
+    """The checks of one (batch, mode) and how to re-judge the failed ones with a referee."""
+
+    data: CheckInputs
+    mode: str
+    dtype: str
+    tol: Tolerance
+    checks: list[EquivalenceCheck] = attrs.field(factory=list)
+
+    def add(self, key: str, found: tuple[float, float, bool], rtol: float | None = None, atol: float | None = None) -> None:
+        method, output = key.split(".")
+        self.checks.append(EquivalenceCheck(
+            self.data.batch_size, self.mode, self.dtype, method, output, found[0], found[1],
+            self.tol.atol if atol is None else atol, self.tol.rtol if rtol is None else rtol, found[2],
+        ))
+
+    def judge(self, compiled: Outputs, eager: Outputs) -> None:
+        masks = self.data.masks
+        for key in compiled:
+            if key == "get_action_and_value.action":
+                found = _action_gap(eager["forward.logits"], masks, eager[key], compiled[key], self.tol)
+            elif key == "get_action_and_value.log_prob":
+                # The log-prob of the compiled model's own pick, against eager's for that action.
+                expected = _log_prob_of(eager["forward.logits"], masks, compiled["get_action_and_value.action"])
+                found = _differences(compiled[key], expected, self.tol)
+            elif key == "backward.grad":
+                rel = _relative_l2(compiled[key], eager[key])
+                worst = (compiled[key] - eager[key]).abs().max().item() if compiled[key].numel() else 0.0
+                self.add(key, (worst, rel, rel <= self.tol.grad_rtol), rtol=self.tol.grad_rtol, atol=0.0)
+                continue
+            else:
+                found = _differences(compiled[key], eager[key], self.tol)
+            self.add(key, found)
+
+    def referee(self, compiled: Outputs, eager: Outputs, reference: Outputs) -> None:
+        """Re-judge failed checks by each model's error against float64."""
+        masks = self.data.masks
+        for index, check in enumerate(self.checks):
+            key = f"{check.method}.{check.output}"
+            if check.passed or key == "get_action_and_value.action":
+                continue
+            if key == "backward.grad":
+                eager_error = _relative_l2(eager[key], reference[key])
+                compiled_error = _relative_l2(compiled[key], reference[key])
+                slack = self.tol.grad_rtol / 10
+            else:
+                if key == "get_action_and_value.log_prob":
+                    action = compiled["get_action_and_value.action"]
+                    truth = _log_prob_of(reference["forward.logits"], masks, action)
+                    eager_value = _log_prob_of(eager["forward.logits"], masks, action)
+                else:
+                    truth, eager_value = reference[key], eager[key]
+                eager_error = _max_abs(eager_value, truth)
+                compiled_error = _max_abs(compiled[key], truth)
+                slack = self.tol.atol / 10
+            passed = compiled_error <= REFEREE_MULTIPLIER * eager_error + slack
+            self.checks[index] = attrs.evolve(
+                check, passed=passed, referee_eager_error=eager_error, referee_compiled_error=compiled_error
+            )
+
+
+def _max_abs(a: torch.Tensor, b: torch.Tensor) -> float:
+    if a.shape != b.shape:
+        return float("inf")
+    diff = (a.detach().double().cpu() - b.detach().double().cpu()).abs()
+    return diff.nan_to_num(nan=float("inf")).max().item() if diff.numel() else 0.0
 
 
 def run_checks(
@@ -234,13 +272,42 @@ def run_checks(
     modes: Sequence[str],
     precision: str,
     tolerance: Tolerance,
+    referee: bool = True,
 ) -> list[EquivalenceCheck]:
-    """Every check for every batch in every mode (``eval`` and/or ``train``), in order."""
-    rec = _Recorder(precision, tolerance)
+    """Every check for every batch in every mode (``eval`` and/or ``train``), in order.
+
+    ``referee``: allow the float64 referee for failed checks (the caller disables it
+    when the compiled model computes in a lower precision than the model).
+    """
+    checks: list[EquivalenceCheck] = []
+    float64: Callable[[], nn.Module] = _lazy_float64(eager)
     for mode in modes:
         for data in inputs:
-            if mode == "eval":
-                _eval_checks(eager, compiled, data, rec)
-            else:
-                _train_checks(eager, compiled, data, rec)
-    return rec.checks
+            comparison = _Comparison(data, mode, precision, tolerance)
+            eager_out = collect_outputs(eager, data, mode)
+            compiled_out = collect_outputs(compiled, data, mode)
+            comparison.judge(compiled_out, eager_out)
+            if referee and not all(c.passed for c in comparison.checks):
+                reference = collect_outputs(float64(), data, mode)
+                comparison.referee(compiled_out, eager_out, reference)
+            checks.extend(comparison.checks)
+    return checks
+
+
+def _float32_outputs(module: nn.Module, inner: Callable[..., Any], obs: torch.Tensor) -> Any:
+    # The network computes in float64; its outputs leave as float32 like the models it
+    # referees, because the actor-critic masking fills illegal logits with the dtype's
+    # finite minimum, which the float32 log-softmax would turn into -inf (NaN gradients).
+    logits, value = inner(obs.double())
+    return logits.float(), value.float()
+
+
+def _lazy_float64(eager: nn.Module) -> Callable[[], nn.Module]:
+    made: list[nn.Module] = []
+
+    def get() -> nn.Module:
+        if not made:
+            made.append(add_forward_wrapper(copy.deepcopy(eager).double(), _float32_outputs))
+        return made[0]
+
+    return get

@@ -40,6 +40,12 @@ class EquivalenceCheck:
     zero a relative difference says nothing). For ``backward.grad`` it is the relative L2
     error of all gradients, checked against ``rtol`` (the tolerance's ``grad_rtol``;
     ``atol`` is 0).
+
+    ``referee_*``: set when the output missed the tolerance and a float64 copy of the
+    eager model refereed (only where the compiled model computes in the model's own
+    dtype): each model's error against float64 (max abs difference; relative L2 for
+    gradients). The check then passes when the compiled error is at most twice eager's
+    plus a tenth of the tolerance -- eager is not the truth, only a reference.
     """
 
     batch_size: int
@@ -52,6 +58,8 @@ class EquivalenceCheck:
     atol: float
     rtol: float
     passed: bool
+    referee_eager_error: float | None = None
+    referee_compiled_error: float | None = None
 
     def describe(self) -> str:
         if self.method == "backward":

@@ -1,9 +1,9 @@
 """Wrap a module's ``forward`` without changing its class, submodules or state_dict keys.
 
 Transforms (channels-last input conversion, autocast, an AOT runner) wrap ``forward``
-through an instance attribute, as a bound method of the module itself, so that
-``copy.deepcopy`` rebinds the wrapper to the copy (a closure over the original module
-would keep calling the original). Wrappers are plain functions
+through an instance attribute holding the module itself, so that ``copy.deepcopy``
+and pickling rebind the wrapper to the copy (a closure over the original module would
+keep calling the original). Wrappers are plain functions
 ``wrapper(module, inner, *args, **kwargs)`` where ``inner(*args, **kwargs)`` runs the
 rest of the chain (the earlier wrappers, then the class's own ``forward``). Use
 ``functools.partial`` to give a wrapper settings; keep them picklable.
@@ -12,7 +12,6 @@ rest of the chain (the earlier wrappers, then the class's own ``forward``). Use
 from __future__ import annotations
 
 import functools
-import types
 from collections.abc import Callable
 from typing import Any
 
@@ -23,17 +22,26 @@ ForwardWrapper = Callable[..., Any]
 WRAPPERS_ATTR = "keisei_forward_wrappers"
 
 
-def _chained_forward(self: nn.Module, *args: Any, **kwargs: Any) -> Any:
-    call: Callable[..., Any] = functools.partial(type(self).forward, self)
-    for wrapper in getattr(self, WRAPPERS_ATTR):
-        call = functools.partial(wrapper, self, call)
-    return call(*args, **kwargs)
+class ChainedForward:
+    """``module.forward`` after wrapping: the wrappers (innermost first) around the class's
+    ``forward``. A plain object holding the module, so deep copies and pickles of the
+    module carry a forward bound to the copy (a bound method does not pickle)."""
+
+    def __init__(self, module: nn.Module) -> None:
+        self.module = module
+
+    def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        module = self.module
+        call: Callable[..., Any] = functools.partial(type(module).forward, module)
+        for wrapper in getattr(module, WRAPPERS_ATTR):
+            call = functools.partial(wrapper, module, call)
+        return call(*args, **kwargs)
 
 
 def add_forward_wrapper(module: nn.Module, wrapper: ForwardWrapper) -> nn.Module:
     """Make ``module.forward`` run ``wrapper`` around the current forward; returns ``module``."""
     current = module.__dict__.get("forward")
-    if current is not None and getattr(current, "__func__", None) is not _chained_forward:
+    if current is not None and not isinstance(current, ChainedForward):
         raise TypeError(
             f"{type(module).__name__} already has an instance-level forward that keisei did not "
             "install; cannot wrap it safely"
@@ -41,7 +49,8 @@ def add_forward_wrapper(module: nn.Module, wrapper: ForwardWrapper) -> nn.Module
     wrappers = (*getattr(module, WRAPPERS_ATTR, ()), wrapper)
     # Plain attributes (not submodules, parameters or buffers): state_dict is unchanged.
     setattr(module, WRAPPERS_ATTR, wrappers)
-    module.forward = types.MethodType(_chained_forward, module)  # type: ignore[method-assign]
+    if current is None:
+        module.forward = ChainedForward(module)  # type: ignore[method-assign]
     return module
 
 
