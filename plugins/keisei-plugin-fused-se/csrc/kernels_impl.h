@@ -92,21 +92,6 @@ inline T hsum(const Vectorized<T>& v) {
   return at::vec::vec_reduce_all<T>([](Vectorized<T>& a, Vectorized<T>& b) { return a + b; }, v);
 }
 
-// dst[i] += alpha * src[i]
-template <typename T>
-inline void axpy(T* dst, const T* src, T alpha, int64_t n) {
-  using Vec = Vectorized<T>;
-  constexpr int64_t V = Vec::size();
-  const Vec va(alpha);
-  int64_t i = 0;
-  for (; i + V <= n; i += V) {
-    at::vec::fmadd(va, Vec::loadu(src + i), Vec::loadu(dst + i)).store(dst + i);
-  }
-  for (; i < n; ++i) {
-    dst[i] += alpha * src[i];
-  }
-}
-
 template <typename T>
 inline void fill(T* dst, T value, int64_t n) {
   for (int64_t i = 0; i < n; ++i) {
@@ -155,13 +140,6 @@ inline void pool_sample(const scalar_t* y, bool channels_last, int64_t C, int64_
   }
 }
 
-template <typename T>
-inline void copy(T* dst, const T* src, int64_t n) {
-  for (int64_t i = 0; i < n; ++i) {
-    dst[i] = src[i];
-  }
-}
-
 // v[i] = 1 / (1 + exp(-v[i]))
 template <typename T>
 inline void sigmoid_inplace(T* v, int64_t n) {
@@ -177,36 +155,75 @@ inline void sigmoid_inplace(T* v, int64_t n) {
   }
 }
 
+// dst[i] = bias[i] + sum_r coef[r] * rows[r * stride + i] for i < n (bias may be null:
+// zero). Four vectors of dst stay in registers while the rows stream past, so each row
+// costs one load and one FMA per vector; rows with a zero coefficient are skipped when
+// skip_zero (the ReLU zeroes about half the hidden units).
+template <typename T>
+inline void combine_rows(T* dst, const T* bias, const T* rows, int64_t stride, const T* coef,
+                         int64_t nrows, int64_t n, bool skip_zero) {
+  using Vec = Vectorized<T>;
+  constexpr int64_t V = Vec::size();
+  const auto start = [&](int64_t i) { return bias != nullptr ? Vec::loadu(bias + i) : Vec(T(0)); };
+  int64_t i = 0;
+  for (; i + 4 * V <= n; i += 4 * V) {
+    Vec a0 = start(i);
+    Vec a1 = start(i + V);
+    Vec a2 = start(i + 2 * V);
+    Vec a3 = start(i + 3 * V);
+    for (int64_t r = 0; r < nrows; ++r) {
+      const T k = coef[r];
+      if (skip_zero && k == T(0)) {
+        continue;
+      }
+      const Vec vk(k);
+      const T* row = rows + r * stride + i;
+      a0 = at::vec::fmadd(vk, Vec::loadu(row), a0);
+      a1 = at::vec::fmadd(vk, Vec::loadu(row + V), a1);
+      a2 = at::vec::fmadd(vk, Vec::loadu(row + 2 * V), a2);
+      a3 = at::vec::fmadd(vk, Vec::loadu(row + 3 * V), a3);
+    }
+    a0.store(dst + i);
+    a1.store(dst + i + V);
+    a2.store(dst + i + 2 * V);
+    a3.store(dst + i + 3 * V);
+  }
+  for (; i + V <= n; i += V) {
+    Vec a0 = start(i);
+    for (int64_t r = 0; r < nrows; ++r) {
+      const T k = coef[r];
+      if (skip_zero && k == T(0)) {
+        continue;
+      }
+      a0 = at::vec::fmadd(Vec(k), Vec::loadu(rows + r * stride + i), a0);
+    }
+    a0.store(dst + i);
+  }
+  for (; i < n; ++i) {
+    T a0 = bias != nullptr ? bias[i] : T(0);
+    for (int64_t r = 0; r < nrows; ++r) {
+      a0 += coef[r] * rows[r * stride + i];
+    }
+    dst[i] = a0;
+  }
+}
+
 // hidden = relu(fc1 pooled + b1); [gate, shift] = fc2 hidden + b2; gate = sigmoid(gate);
 // shift = 0 without FiLM. Weights come transposed (w1t [C, H], w2t [H, E]), so each layer
-// is a sum of rows scaled by the input's entries; zero hidden units (about half, after
-// the ReLU) are skipped.
+// is a combination of contiguous rows weighted by the layer's input.
 template <typename T>
 inline void excite_sample(const T* w1t, const T* b1, const T* w2t, const T* b2, const T* pooled,
                           int64_t C, int64_t H, bool film, T* hidden, T* gate, T* shift) {
   const int64_t E = film ? 2 * C : C;
-  copy<T>(hidden, b1, H);
-  for (int64_t c = 0; c < C; ++c) {
-    axpy<T>(hidden, w1t + c * H, pooled[c], H);
-  }
+  combine_rows<T>(hidden, b1, w1t, H, pooled, C, H, false);
   for (int64_t j = 0; j < H; ++j) {
     hidden[j] = relu_scalar<T>(hidden[j]);
   }
-  copy<T>(gate, b2, C);
+  combine_rows<T>(gate, b2, w2t, E, hidden, H, C, true);
   if (film) {
-    copy<T>(shift, b2 + C, C);
+    combine_rows<T>(shift, b2 + C, w2t + C, E, hidden, H, C, true);
   } else {
     fill<T>(shift, T(0), C);
-  }
-  for (int64_t j = 0; j < H; ++j) {
-    const T h = hidden[j];
-    if (h == T(0)) {
-      continue;
-    }
-    axpy<T>(gate, w2t + j * E, h, C);
-    if (film) {
-      axpy<T>(shift, w2t + j * E + C, h, C);
-    }
   }
   sigmoid_inplace<T>(gate, C);
 }
@@ -437,20 +454,14 @@ void backward_range(const BackwardArgs& a, int64_t begin, int64_t end) {
       }
     }
     // d(fc1 output) = (w2^T d_excite) * relu'(fc1 output)
-    fill<T>(d_hidden, T(0), H);
-    for (int64_t k = 0; k < E; ++k) {
-      axpy<T>(d_hidden, w2 + k * H, d_excite[k], H);
-    }
+    combine_rows<T>(d_hidden, nullptr, w2, H, d_excite, E, H, false);
     for (int64_t j = 0; j < H; ++j) {
       if (!(hidden[j] > T(0))) {
         d_hidden[j] = T(0);
       }
     }
     // d(pooled) = w1^T d_hidden, spread evenly over the board
-    fill<T>(coef, T(0), C);
-    for (int64_t j = 0; j < H; ++j) {
-      axpy<T>(coef, w1 + j * C, d_hidden[j], C);
-    }
+    combine_rows<T>(coef, nullptr, w1, C, d_hidden, H, C, true);
     for (int64_t c = 0; c < C; ++c) {
       coef[c] *= inv_hw;
     }
