@@ -79,12 +79,19 @@ def _phase(scratch: Path, rank: int) -> str:
 _QUALIFIED_EXCEPTION = re.compile(r"^(?:[A-Za-z_][\w]*\.)+([A-Za-z_]\w*:)")
 
 
-def _raised(error_file: str) -> str | None:
-    """The last line of the traceback a rank left (torch.multiprocessing writes it), if any."""
+def _traceback(error_file: str) -> str | None:
+    """The traceback a rank left (torch.multiprocessing writes it when a rank raises)."""
     try:
         with open(error_file, "rb") as handle:
-            trace = str(pickle.load(handle))
+            return str(pickle.load(handle))
     except (OSError, EOFError, pickle.UnpicklingError):
+        return None
+
+
+def _raised(error_file: str) -> str | None:
+    """The last line of the traceback a rank left, if any."""
+    trace = _traceback(error_file)
+    if trace is None:
         return None
     lines = [line.strip() for line in trace.strip().splitlines() if line.strip()]
     if not lines:
@@ -113,6 +120,20 @@ def _outcome(process: Any, error_file: str, scratch: Path, rank: int) -> str | N
         how = f"exited with status {code}"
     tail = _tail(scratch / f"rank-{rank}.log")
     return f"{how} in phase '{_phase(scratch, rank)}'" + (f" (log: {tail})" if tail else "")
+
+
+def _details(processes: Sequence[Any], error_files: Sequence[str], scratch: Path) -> str:
+    """Every rank's traceback and log tail, for failures.log (the cell reason is one line)."""
+    parts = []
+    for rank, process in enumerate(processes):
+        trace = _traceback(error_files[rank])
+        tail = _tail(scratch / f"rank-{rank}.log", lines=20)
+        parts.append(
+            f"-- rank {rank}: exit code {process.exitcode}, phase '{_phase(scratch, rank)}'\n"
+            + (trace.rstrip() + "\n" if trace else "")
+            + (f"log: {tail}\n" if tail else "")
+        )
+    return "".join(parts)
 
 
 def _is_secondary(outcome: str) -> bool:
@@ -200,10 +221,13 @@ def launch_local(
             remaining = deadline - time.monotonic()
             if remaining <= 0:
                 phases = ", ".join(f"rank {r}: '{_phase(scratch, r)}'" for r in sorted(pending.values()))
-                raise DistributedProbeError(
+                error = DistributedProbeError(
                     f"train-step-ddp: {len(pending)} of {world_size} rank(s) did not finish within "
                     f"{timeout:g} s ({phases}); all ranks were stopped"
                 )
+                if hasattr(error, "add_note"):
+                    error.add_note(_details(processes, error_files, scratch))
+                raise error
             ready = wait_for_any(list(pending), timeout=min(remaining, POLL_SECONDS))
             for sentinel in ready:
                 rank = pending.pop(sentinel)
@@ -213,7 +237,10 @@ def launch_local(
                     # their outcomes are then reported as consequences.
                     _join_within(processes, FAILURE_GRACE_SECONDS)
                     outcomes = [_outcome(p, error_files[r], scratch, r) for r, p in enumerate(processes)]
-                    raise DistributedProbeError(failure_message(outcomes, rank, world_size))
+                    error = DistributedProbeError(failure_message(outcomes, rank, world_size))
+                    if hasattr(error, "add_note"):  # Python 3.11+: the engine's failures.log shows notes
+                        error.add_note(_details(processes, error_files, scratch))
+                    raise error
         result_path = scratch / RESULT_FILE
         try:
             summary: dict[str, Any] = json.loads(result_path.read_text(encoding="utf-8"))

@@ -73,7 +73,9 @@ def test_two_gloo_ranks_measure_the_ppo_step(
     # Same seed, same model, DDP-synchronised weights: the ranks' losses differ only by their data.
     assert all(isinstance(r["final_loss"], float) for r in extra["ranks"])
     assert cell.value == pytest.approx(cell.statistics.median)
-    assert cell.value == pytest.approx(16 / (extra["step_ms_median"] / 1e3), rel=1e-6)
+    assert cell.statistics.unit == "samples/s"
+    # The global step time's median, as a rate, sits inside the rates' quartiles.
+    assert cell.statistics.q1 <= 16 / (extra["step_ms_median"] / 1e3) <= cell.statistics.q3
     assert extra["one_rank_samples_per_second"] > 0
     assert extra["scaling_efficiency"] == pytest.approx(cell.value / (2 * extra["one_rank_samples_per_second"]))
     assert results.run["status"] == "complete"
@@ -127,6 +129,7 @@ def test_failing_and_hanging_ranks_end_their_cells_and_the_matrix_goes_on(
     assert leftover_ranks() == []
     log = (tmp_path / "out" / "failures.log").read_text()
     assert "injected failure on rank 1" in log
+    assert "-- rank 1: exit code 1" in log and "Traceback" in log  # the rank's own traceback
 
 
 def test_nccl_on_a_cpu_cell_is_a_clear_failure(tmp_path: Path, host: PluginHost, faulty_plugin: str) -> None:
