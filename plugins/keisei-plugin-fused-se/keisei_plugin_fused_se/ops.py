@@ -163,13 +163,20 @@ def require_kernels(device: str) -> None:
         raise KernelNotBuiltError(f"the fused SE op runs on cpu and cuda, not {kind}")
 
 
+def _runs_triton(tensor: Tensor) -> bool:
+    """CUDA tensors take the Triton kernels, everything else the C++ kernel. (The tests
+    patch this to push CPU tensors through the Triton path under TRITON_INTERPRET=1.)"""
+    return tensor.device.type == "cuda"
+
+
 @torch.library.triton_op(f"{NAMESPACE}::se_unit", mutates_args=())
 def se_unit(
     y: Tensor, residual: Tensor, w1: Tensor, b1: Tensor, w2: Tensor, b2: Tensor, film: bool
 ) -> Tensor:
     """The fused SE unit; see the module docstring for the math."""
-    if y.device.type == "cuda":
-        require_kernels("cuda")
+    if _runs_triton(y):
+        if _TRITON_ERROR is not None:
+            require_kernels("cuda")
         check_arguments(y, residual, w1, b1, w2, b2, film)
         return se_unit_forward_triton(y, residual, w1, b1, w2, b2, film)
     return torch.ops.keisei_fused_se.se_unit_cpu(y, residual, w1, b1, w2, b2, film)
@@ -187,8 +194,9 @@ def se_unit_backward(
     film: bool,
 ) -> tuple[Tensor, Tensor, Tensor, Tensor, Tensor, Tensor]:
     """Gradients of ``se_unit`` for (y, residual, w1, b1, w2, b2), given its output."""
-    if y.device.type == "cuda":
-        require_kernels("cuda")
+    if _runs_triton(y):
+        if _TRITON_ERROR is not None:
+            require_kernels("cuda")
         check_arguments(y, out, w1, b1, w2, b2, film)
         return se_unit_backward_triton(grad, y, out, w1, b1, w2, b2, film)
     return torch.ops.keisei_fused_se.se_unit_backward_cpu(grad, y, out, w1, b1, w2, b2, film)

@@ -44,7 +44,26 @@ for index, (batch, channels, height, width, hidden, film, dtype, channels_last) 
         check_results(out, grads, inputs, film, grad, label)
     except AssertionError as exc:
         failures.append(str(exc))
+# The same kernels behind the operator: keisei_fused_se::se_unit and its autograd formula,
+# with CPU tensors routed to the Triton branch that CUDA tensors take. (Traced paths,
+# torch.compile and export, need a GPU: under the interpreter wrap_triton hands back the
+# interpreted kernel itself, which cannot run on fake tensors.)
+from keisei_plugin_fused_se import ops  # noqa: E402
+
+ops._runs_triton = lambda tensor: True
+for index, film in enumerate((False, True)):
+    inputs = make_inputs(2, 37, 9, 9, 5, film, torch.float32, film, seed=50 + index)
+    leaves = [t.clone().requires_grad_(True) for t in inputs]
+    grad = torch.randn(inputs[0].shape, generator=torch.Generator().manual_seed(200 + index))
+    label = f"op through the Triton branch, film={film}"
+    try:
+        out = ops.se_unit(*leaves, film)
+        grads = torch.autograd.grad(out, leaves, grad)
+        check_results(out.detach(), grads, inputs, film, grad, label)
+    except AssertionError as exc:
+        failures.append(str(exc))
+
 if failures:
     print("\n".join(failures))
     sys.exit(1)
-print(f"ok: {len(CASES)} cases through the Triton interpreter")
+print(f"ok: {len(CASES)} kernel cases and 2 operator cases through the Triton interpreter")
