@@ -4,8 +4,8 @@ On CUDA: the allocator's peak over a few PPO steps of the cell's model, in proce
 
 On CPU: a fresh child process (``python -m keisei_plugin_train_memory.train_memory``)
 builds the cell's model, applies its strategy's parts *without* validation (the engine
-validated the strategy already, in the parent) and runs PPO update steps; it reports its
-peak resident set size (``getrusage``) and the peak after building and applying. The
+validated the strategy already, in the parent), restarts its peak-RSS counter and runs
+PPO update steps; it reports that peak (``VmHWM``) and its resident size before. The
 difference, ``workload_delta_mib``, is what the training step itself needs --
 activations, gradients, optimizer state. ``saved_for_backward_mib`` isolates the part
 activation checkpointing changes: the bytes autograd keeps from a PPO loss's forward
@@ -38,6 +38,38 @@ class TrainMemoryChildError(RuntimeError):
     """The child measurement failed, timed out or printed no result."""
 
 
+def _status_bytes(field: str) -> int | None:
+    """A ``kB`` field of ``/proc/self/status`` (Linux) in bytes, or None."""
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith(field + ":"):
+                return int(line.split()[1]) * 1024
+    except OSError:
+        return None
+    return None
+
+
+def _current_rss_bytes() -> int:
+    current = _status_bytes("VmRSS")
+    return current if current is not None else _maxrss_bytes()
+
+
+def _peak_rss_bytes() -> int:
+    # VmHWM belongs to this process's address space. getrusage's ru_maxrss does not: it
+    # survives fork + exec, so a child's starts at its parent's resident size.
+    peak = _status_bytes("VmHWM")
+    return peak if peak is not None else _maxrss_bytes()
+
+
+def _reset_peak_rss() -> bool:
+    """Restart VmHWM from the current RSS (Linux >= 4.0); False where not possible."""
+    try:
+        Path("/proc/self/clear_refs").write_text("5")
+    except OSError:
+        return False
+    return True
+
+
 def _maxrss_bytes() -> int:
     rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     return int(rss if sys.platform == "darwin" else rss * 1024)  # Linux reports KiB
@@ -64,7 +96,8 @@ def run_train_memory(context: ProbeContext) -> ProbeResult:
     return ProbeResult(
         "train-memory", "MiB", peak, None, higher_is_better=False,
         extra={
-            "measure": "peak RSS of a fresh child process (getrusage ru_maxrss) over PPO update steps",
+            "measure": "peak RSS (VmHWM) of a fresh child process over PPO update steps",
+            "peak_scope": result["peak_scope"],
             "workload_delta_mib": (result["rss_peak_bytes"] - result["rss_after_apply_bytes"]) / MIB,
             "saved_for_backward_mib": result["saved_for_backward_bytes"] / MIB,
             "after_import_mib": result["rss_after_import_bytes"] / MIB,
@@ -133,7 +166,7 @@ def _measure(task: Mapping[str, Any]) -> dict[str, Any]:
 
     torch.set_num_threads(int(task["threads"]))
     host = PluginHost(list(task.get("plugins", [])), warn=lambda _message: None).load()
-    after_import = _maxrss_bytes()
+    after_import = _current_rss_bytes()
     spec = host.models.get(task["model"])
     options = resolve_options(spec, task["options"])
     torch.manual_seed(int(task["seed"]))
@@ -158,7 +191,7 @@ def _measure(task: Mapping[str, Any]) -> dict[str, Any]:
         training=True,
     )
     batch = context.rollout_batch()
-    after_build = _maxrss_bytes()
+    after_build = _current_rss_bytes()
     strategy_context = StrategyContext(
         device="cpu",
         dtype=task["dtype"],
@@ -173,12 +206,14 @@ def _measure(task: Mapping[str, Any]) -> dict[str, Any]:
     for part in composition.parts:
         model = part.apply(model, strategy_context)
     model.train()
-    after_apply = _maxrss_bytes()
+    after_apply = _current_rss_bytes()
+    workload_only = _reset_peak_rss()
     step = ppo_step(model, batch)
     for _ in range(int(task.get("steps", STEPS))):
         step()
-    peak = _maxrss_bytes()
+    peak = _peak_rss_bytes()
     return {
+        "peak_scope": "PPO steps (VmHWM reset after apply)" if workload_only else "whole child process",
         "saved_for_backward_bytes": saved_for_backward_bytes(model, batch),
         "rss_after_import_bytes": after_import,
         "rss_after_build_bytes": after_build,

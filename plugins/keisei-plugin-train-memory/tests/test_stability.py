@@ -191,3 +191,17 @@ def test_registered_as_a_training_probe() -> None:
     assert spec.needs_training and spec.unit == "steps"
     assert host.probes.get("train-memory").needs_training
     assert host.strategies.get("activation-checkpointing").kind == "transform"
+
+
+def test_train_memory_child_does_not_inherit_the_parents_peak() -> None:
+    from keisei_plugin_train_memory.train_memory import run_child
+
+    ballast = torch.ones(100 * MIB)  # 400 MiB resident in this (parent) process
+    task = {
+        "model": "actor-critic", "options": {"conv_channels": 4, "num_actions": 300}, "strategy": "eager",
+        "batch_size": 4, "dtype": "float32", "seed": 0, "threads": 1, "plugins": [], "steps": 2,
+    }
+    result = run_child(task, timeout=300)
+    assert result["rss_peak_bytes"] < 350 * MIB + result["rss_after_apply_bytes"]
+    assert result["rss_after_import_bytes"] < ballast.numel() * 4
+    assert result["saved_for_backward_bytes"] > 0
