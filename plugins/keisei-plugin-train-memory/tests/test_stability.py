@@ -202,6 +202,6 @@ def test_train_memory_child_does_not_inherit_the_parents_peak() -> None:
         "batch_size": 4, "dtype": "float32", "seed": 0, "threads": 1, "plugins": [], "steps": 2,
     }
     result = run_child(task, timeout=300)
-    assert result["rss_peak_bytes"] < 350 * MIB + result["rss_after_apply_bytes"]
+    assert result["rss_peak_bytes"] < ballast.numel() * 4  # ru_maxrss would start above it
     assert result["rss_after_import_bytes"] < ballast.numel() * 4
     assert result["saved_for_backward_bytes"] > 0
