@@ -76,7 +76,8 @@ def reference_results(
     from keisei_plugin_fused_se.reference import se_unit_reference
 
     leaves = [t.detach().double().requires_grad_(True) for t in inputs]
-    out = se_unit_reference(*leaves, film)
+    y, residual, w1, b1, w2, b2 = leaves
+    out = se_unit_reference(y, residual, w1, b1, w2, b2, film)
     grads = torch.autograd.grad(out, leaves, grad.double())
     return out.detach(), tuple(grads)
 
