@@ -13,14 +13,14 @@ import hashlib
 import json
 import os
 import tempfile
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
 import torch
 from torch import nn
 
-from keisei_core.compile.wrapping import forward_wrappers, wrapper_name
+from keisei_core.compile.wrapping import ForwardWrapper, forward_wrappers, wrapper_name
 from keisei_core.specs import StrategyContext
 
 
@@ -34,8 +34,21 @@ def weights_hash(module: nn.Module) -> str:
     return digest.hexdigest()
 
 
-def artifact_key(module: nn.Module, context: StrategyContext, strategy: str, **extra: Any) -> str:
-    """A short hex key naming the artifact ``strategy`` builds for ``module`` in ``context``."""
+def artifact_key(
+    module: nn.Module,
+    context: StrategyContext,
+    strategy: str,
+    *,
+    wrappers: Sequence[ForwardWrapper] | None = None,
+    **extra: Any,
+) -> str:
+    """A short hex key naming the artifact ``strategy`` builds for ``module`` in ``context``.
+
+    ``wrappers``: the forward wrappers the artifact contains (default: all on the module;
+    a strategy that wraps forward itself passes those before its own).
+    """
+    if wrappers is None:
+        wrappers = forward_wrappers(module)
     recipe = {
         "strategy": strategy,
         "model": getattr(module, "keisei_model_name", None) or context.model_name,
@@ -46,7 +59,7 @@ def artifact_key(module: nn.Module, context: StrategyContext, strategy: str, **e
         "device": context.device,
         "dtype": context.dtype,
         "composition": list(context.composition),
-        "wrappers": [wrapper_name(w) for w in forward_wrappers(module)],
+        "wrappers": [wrapper_name(w) for w in wrappers],
         "extra": extra,
     }
     text = json.dumps(recipe, sort_keys=True, default=str)

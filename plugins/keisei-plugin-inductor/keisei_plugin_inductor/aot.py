@@ -26,7 +26,7 @@ import torch
 from torch import nn
 
 from keisei_core.compile.artifacts import artifact_key, artifact_path, build_atomically
-from keisei_core.compile.wrapping import add_forward_wrapper
+from keisei_core.compile.wrapping import add_forward_wrapper, forward_wrappers
 from keisei_core.errors import InputError
 from keisei_core.specs import StrategyContext
 
@@ -36,7 +36,7 @@ STRATEGY = "aot-inductor"
 class AotPackage:
     """The package a module runs, and how to find or build it again for new weights."""
 
-    def __init__(self, context: StrategyContext) -> None:
+    def __init__(self, context: StrategyContext, wrappers: tuple[Any, ...] = ()) -> None:
         # Keep what a rebuild needs, not the caller's notes or its (maybe large) example.
         example = context.example_obs
         if example is None:
@@ -45,6 +45,7 @@ class AotPackage:
             example = example.expand(2, *example.shape[1:])
         self.example = example[:2].detach().clone()
         self.context = attrs.evolve(context, notes={}, example_obs=None)
+        self.wrappers = wrappers  # the forward wrappers (transforms) the package contains
         self.path: Path | None = None
         self.runner: Any = None
         self.stale = False
@@ -68,7 +69,7 @@ class AotPackage:
     def ensure(self, module: nn.Module) -> bool:
         """Load the package for the module's current weights, building it if absent.
         Returns whether an existing package was reused."""
-        key = artifact_key(module, self.context, STRATEGY, batch_dim="dynamic")
+        key = artifact_key(module, self.context, STRATEGY, wrappers=self.wrappers, batch_dim="dynamic")
         path = artifact_path(self.context, STRATEGY, key, ".pt2")
         reused = path.exists()
         if not reused:
@@ -84,16 +85,29 @@ class AotPackage:
         return reused
 
     def _export(self, module: nn.Module) -> Any:
-        batch = torch.export.Dim.DYNAMIC
         was_training = module.training
         module.eval()
         self.exporting = True
         try:
             with torch.no_grad():
-                return torch.export.export(module, (self.example,), dynamic_shapes=({0: batch},))
+                return torch.export.export(
+                    _Observing(module), (self.example,), dynamic_shapes={"obs": {0: torch.export.Dim.DYNAMIC}}
+                )
         finally:
             self.exporting = False
             module.train(was_training)
+
+
+class _Observing(nn.Module):
+    """A one-argument view of the model for torch.export: a wrapped ``forward`` takes
+    ``*args``, which torch.export cannot match a named dynamic batch dimension against."""
+
+    def __init__(self, model: nn.Module) -> None:
+        super().__init__()
+        self.model = model
+
+    def forward(self, obs: torch.Tensor) -> Any:
+        return self.model(obs)
 
 
 def aot_forward(module: nn.Module, inner: Any, obs: torch.Tensor, *args: Any, package: AotPackage, **kwargs: Any) -> Any:
@@ -117,7 +131,7 @@ def _weights_changed(module: nn.Module, _incompatible_keys: Any) -> None:
 
 def compile_aot(model: nn.Module, context: StrategyContext) -> nn.Module:
     model.eval()
-    package = AotPackage(context)
+    package = AotPackage(context, forward_wrappers(model))
     reused = package.ensure(model)
     context.record("warm_start", reused)
     context.record("aot_package", str(package.path))
