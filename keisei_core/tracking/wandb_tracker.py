@@ -42,6 +42,15 @@ def metric_key(cell: CellRecord) -> str:
     return f"{cell.probe}/{cell.model_label}/{cell.strategy}/b{cell.batch_size}"
 
 
+def _run_config(results: Results) -> dict[str, Any]:
+    config = {"experiment": results.run.get("config"), "manifest": results.manifest}
+    # Shards of one matrix share a group; these say which share of it this run is.
+    for key in ("shard", "config_fingerprint"):
+        if results.run.get(key) is not None:
+            config[key] = results.run[key]
+    return config
+
+
 class WandbTracker:
     """A benchmark-engine observer that mirrors the run into a W&B run."""
 
@@ -71,13 +80,7 @@ class WandbTracker:
                 job_type="benchmark",
                 mode=self.settings.mode,
                 dir=directory,
-                config={
-                    "experiment": results.run.get("config"),
-                    "manifest": results.manifest,
-                    # Shards of one matrix share a group; these say which share this run is.
-                    "shard": results.run.get("shard"),
-                    "config_fingerprint": results.run.get("config_fingerprint"),
-                },
+                config=_run_config(results),
                 settings=wandb.Settings(console="off", silent=True, x_disable_stats=True, save_code=False),
                 reinit="finish_previous",
             )
