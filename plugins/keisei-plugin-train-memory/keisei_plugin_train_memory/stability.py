@@ -298,6 +298,9 @@ def run_stability(context: ProbeContext, settings: StabilitySettings | None = No
         "history_kept": len(history),
         "history_limit": settings.history,
         "last_metrics": history[-1] if history else None,
+        # The bounded history, without per-layer detail, so the results file keeps the
+        # trajectory (the JSON-lines log lives in the cell's scratch directory).
+        "history": [{k: v for k, v in record.items() if "/layer" not in k} for record in history],
         "rollouts": "streamed: one synthetic minibatch generated per step",
     }
     return ProbeResult("train-stability", "steps", float(completed), None, higher_is_better=True, extra=extra)

@@ -153,6 +153,7 @@ def test_history_is_bounded(tmp_path: Path) -> None:
     settings = StabilitySettings(steps=12, metrics_every=2, history=2, warmup_steps=2)
     extra = run_stability(_context(Small(), tmp_path), settings).extra
     assert extra["log_records"] == 6 and extra["history_kept"] == 2
+    assert [record["step"] for record in extra["history"]] == [10, 12]
     assert extra["last_metrics"]["step"] == 12
 
 
