@@ -8,9 +8,10 @@ docs/testing.md). To stay within the test budget on a 2-core CPU:
   sample (measured on the meta device), else at options shrunk by the kit
   (``--keisei-size`` changes this);
 - every model is checked under every cheap strategy (eager and transforms, well under a
-  second each), and the compilers (10-60 s per compile here) on a cover in which each
-  compiler meets one model family and each family meets one compiler
-  (``--keisei-full-matrix`` runs every pair);
+  second each); each compiler (10-130 s per compile here, growing with the number of
+  operators in the graph) once, on the model whose forward dispatches the fewest aten
+  operators (``--keisei-matrix families`` adds a cover in which every model family meets
+  a compiler, ``--keisei-matrix full`` every pair);
 - the fallback test runs the refusing model (fails fast) under every strategy and the
   drifting model (needs a full compile to be caught) under the cheap ones only;
 - hypothesis properties run 5 examples per model (each plugin's own contract tests run
@@ -34,11 +35,11 @@ from keisei_core.testing.model_contract import option
 DEVICE = "cpu"
 
 
-def _models(config: pytest.Config) -> list[tuple[c.ModelCase, str | None]]:
+def _models(config: pytest.Config) -> list[c.SizedCase]:
     size = option(config, "keisei_size") or "auto"
     pattern = option(config, "keisei_models")
     found = c.registered_cases(c.contract_host(), size)
-    return [(case, family) for case, family in found if not pattern or c.matches(case.name, pattern)]
+    return [sized for sized in found if not pattern or c.matches(sized.case.name, pattern)]
 
 
 def _strategies(config: pytest.Config) -> list[Any]:
@@ -48,7 +49,7 @@ def _strategies(config: pytest.Config) -> list[Any]:
 
 
 def _plan(config: pytest.Config) -> list[tuple[c.ModelCase, str]]:
-    return c.matrix_plan(_models(config), _strategies(config), full=bool(option(config, "keisei_full_matrix")))
+    return c.matrix_plan(_models(config), _strategies(config), option(config, "keisei_matrix") or "compilers")
 
 
 class TestEveryModel(ModelContract):
@@ -61,7 +62,7 @@ class TestEveryModel(ModelContract):
 
     @classmethod
     def contract_cases(cls, config: pytest.Config) -> list[c.ModelCase]:
-        return [case for case, _ in _models(config)]
+        return [sized.case for sized in _models(config)]
 
 
 class TestEveryStrategy(StrategyContract):

@@ -5,6 +5,7 @@ resolve, and the tutorial's commands run."""
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import re
 import shlex
@@ -218,35 +219,59 @@ def test_relative_links_resolve(name: str) -> None:
 
 
 # -- the tutorial ---------------------------------------------------------------------------
-def tutorial_commands(line: str) -> list[str]:
-    words = shlex.split(line, comments=True)
-    if words[0] == "keisei":
-        return [sys.executable, "-m", "keisei_core", *words[1:]]
-    if words[0] == "pytest":
-        return [sys.executable, "-m", "pytest", "-p", "no:cacheprovider", *words[1:]]
-    raise AssertionError(f"the tutorial runs only keisei and pytest, not {words[0]!r}")
+# Consecutive `keisei` commands run in one interpreter (each through the real CLI entry
+# point, `main(argv)`, with a fresh plugin host): starting Python and torch once per
+# command would cost seconds each on this CPU.
+RUN_KEISEI = """
+import json, sys
+from keisei_core.cli.main import main
+for argv in json.loads(sys.argv[1]):
+    print("$ keisei " + " ".join(argv), flush=True)
+    code = main(argv)
+    if code:
+        sys.exit(f"keisei {' '.join(argv)} exited {code}")
+"""
 
 
-@pytest.mark.slow
-def test_tutorial_runs_as_written(tmp_path: Path) -> None:
-    """Writes every ``file=`` block and runs every ``bash run`` block, in order, in an
-    empty folder: the local-file way end to end and `keisei new-plugin` of the packaged
-    way (its pip install is tests/test_new_plugin.py's)."""
-    text = read("plugin-tutorial.md")
-    ran = 0
-    env = {**os.environ, "WANDB_MODE": "disabled"}
+def tutorial_steps(text: str) -> Iterator[tuple[str, list[str]]]:
+    """('file', [name, body]) for ``file=`` blocks and ('keisei'|'pytest', argv) for the
+    lines of ``bash run`` blocks, in order."""
     for info, body in blocks(text):
         words = info.split()
         files = [w.removeprefix("file=") for w in words if w.startswith("file=")]
         if files:
-            (tmp_path / files[0]).write_text(body)
+            yield "file", [files[0], body]
         elif words[:2] == ["bash", "run"]:
             for line in filter(str.strip, body.splitlines()):
-                done = subprocess.run(
-                    tutorial_commands(line), cwd=tmp_path, env=env, capture_output=True, text=True, timeout=600
-                )
-                assert done.returncode == 0, f"`{line}` failed:\n{done.stdout[-3000:]}\n{done.stderr[-3000:]}"
-                ran += 1
-    assert ran >= 5
+                argv = shlex.split(line, comments=True)
+                assert argv[0] in ("keisei", "pytest"), f"the tutorial runs only keisei and pytest, not {argv[0]!r}"
+                yield argv[0], argv[1:]
+
+
+@pytest.mark.slow
+def test_tutorial_runs_as_written(tmp_path: Path) -> None:
+    """Writes every ``file=`` block and runs every ``bash run`` line, in order, in an
+    empty folder: the local-file way end to end and `keisei new-plugin` of the packaged
+    way (its pip install is tests/test_new_plugin.py's)."""
+    env = {**os.environ, "WANDB_MODE": "disabled"}
+    steps = list(tutorial_steps(read("plugin-tutorial.md")))
+    assert sum(kind != "file" for kind, _ in steps) >= 5
+
+    def run(command: list[str], what: str) -> None:
+        done = subprocess.run(command, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=600)
+        assert done.returncode == 0, f"{what} failed:\n{done.stdout[-3000:]}\n{done.stderr[-3000:]}"
+
+    pending: list[list[str]] = []
+    for kind, value in [*steps, ("end", [])]:
+        if kind == "keisei":
+            pending.append(value)
+            continue
+        if pending:
+            run([sys.executable, "-c", RUN_KEISEI, json.dumps(pending)], f"keisei {pending}")
+            pending = []
+        if kind == "file":
+            (tmp_path / value[0]).write_text(value[1])
+        elif kind == "pytest":
+            run([sys.executable, "-m", "pytest", "-p", "no:cacheprovider", *value], f"pytest {value}")
     assert (tmp_path / "keisei-plugin-my-net" / "keisei_plugin_my_net" / "plugin.py").is_file()
     assert list((tmp_path / "results").glob("my-mlp-*/results.json")), "the tutorial's bench wrote no results"

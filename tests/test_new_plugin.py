@@ -135,17 +135,38 @@ def _keisei(env: dict[str, str], *args: str, cwd: Path | None = None) -> subproc
     )
 
 
+# The four listings run in one interpreter, each through the CLI entry point with its
+# stdout captured: one Python start instead of four.
+LISTINGS = """
+import contextlib, io, json, sys
+from keisei_core.cli.main import main
+outputs = []
+for argv in json.loads(sys.argv[1]):
+    buffer = io.StringIO()
+    with contextlib.redirect_stdout(buffer):
+        code = main(argv)
+    outputs.append({"argv": argv, "code": code, "stdout": buffer.getvalue()})
+print(json.dumps(outputs))
+"""
+
+
 @pytest.mark.slow
 def test_generated_plugins_are_listed_and_registered(installed: dict[str, str]) -> None:
-    plugins = {p["name"]: p for p in json.loads(_keisei(installed, "plugins", "--json").stdout)}
+    commands = [["plugins", "--json"], ["models", MODEL, "--json"], ["strategies", "--json"], ["probes", "--json"]]
+    done = subprocess.run(
+        [sys.executable, "-c", LISTINGS, json.dumps(commands)], env=installed, capture_output=True, text=True, timeout=600
+    )
+    assert done.returncode == 0, done.stderr[-2000:]
+    outputs = json.loads(done.stdout)
+    assert [o["code"] for o in outputs] == [0, 0, 0, 0]
+    plugins_json, models_json, strategies_json, probes_json = (json.loads(o["stdout"]) for o in outputs)
+    plugins = {p["name"]: p for p in plugins_json}
     for name in (MODEL, STRATEGY, PROBE):
         assert plugins[name]["source"] == "installed"
         assert plugins[name]["distribution"] == f"keisei-plugin-{name}" and plugins[name]["version"] == "0.1.0"
-    models = json.loads(_keisei(installed, "models", MODEL, "--json").stdout)
-    assert [m["name"] for m in models] == [MODEL] and models[0]["plugin"] == MODEL
-    strategies = {s["name"] for s in json.loads(_keisei(installed, "strategies", "--json").stdout)}
-    probes = {p["name"] for p in json.loads(_keisei(installed, "probes", "--json").stdout)}
-    assert STRATEGY in strategies and PROBE in probes
+    assert [m["name"] for m in models_json] == [MODEL] and models_json[0]["plugin"] == MODEL
+    assert STRATEGY in {s["name"] for s in strategies_json}
+    assert PROBE in {p["name"] for p in probes_json}
 
 
 @pytest.mark.slow

@@ -200,5 +200,5 @@ def test_fixtures_give_fresh_hosts_and_models(keisei_host, keisei_host_factory, 
 
 def test_options_are_registered(pytestconfig: pytest.Config) -> None:
     assert pytestconfig.getoption("keisei_size") == "auto"
-    assert pytestconfig.getoption("keisei_full_matrix") is False
+    assert pytestconfig.getoption("keisei_matrix") == "compilers"
     assert pytestconfig.getoption("keisei_models") is None

@@ -442,5 +442,5 @@ def test_a_contract_without_a_subject_is_one_clear_error(kit_run: KitRun) -> Non
 def test_help_lists_the_options(pytester: pytest.Pytester) -> None:
     result = pytester.runpytest_inprocess("--help")
     result.stdout.fnmatch_lines(
-        ["*--keisei-models=PATTERN*", "*--keisei-strategies=PATTERN*", "*--keisei-size*", "*--keisei-full-matrix*"]
+        ["*--keisei-models=PATTERN*", "*--keisei-strategies=PATTERN*", "*--keisei-size*", "*--keisei-matrix*"]
     )

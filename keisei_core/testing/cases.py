@@ -8,9 +8,8 @@ strategy contract's "equivalent on model M" share one compile.
 
 from __future__ import annotations
 
-import copy
 import fnmatch
-import importlib
+import math
 import re
 from collections.abc import Iterable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
@@ -140,72 +139,36 @@ class CompileOutcome:
     report: Any
 
 
-def compile_module() -> Any | None:
-    """``keisei_core.compile`` when it is installed (it owns validation and fallback)."""
-    try:
-        return importlib.import_module("keisei_core.compile")
-    except ModuleNotFoundError as exc:
-        if exc.name == "keisei_core.compile":
-            return None
-        raise
-
-
-def report_field(report: Any, name: str, default: Any = None) -> Any:
-    if isinstance(report, Mapping):
-        return report.get(name, default)
-    return getattr(report, name, default)
-
-
 def apply_strategy(
     host: PluginHost,
     strategy: str,
     eager: nn.Module,
     example_obs: torch.Tensor,
     *,
+    batch_sizes: Sequence[int],
     device: str = "cpu",
     fallback: bool = True,
 ) -> CompileOutcome:
-    """Apply ``strategy`` to a private copy of ``eager`` through ``compile_model`` (with
-    its validation and fallback), or, where the compile core is absent, call each
-    part's ``apply`` in order on a deep copy (no validation: status ``compiled``)."""
-    module = compile_module()
-    if module is not None and hasattr(module, "compile_model"):
-        wanted = {
-            "example_obs": example_obs,
-            "fallback": fallback,
-            "host": host,
-            "device": device,
-            "batch_sizes": tuple(dict.fromkeys((1, int(example_obs.shape[0])))),
-            # The contracts compare acting (eval mode); compile_model validates train mode
-            # itself whenever a model is compiled for training. Eval only halves compiles.
-            "training": False,
-        }
-        accepted = _accepted_kwargs(module.compile_model, wanted)
-        model, report = module.compile_model(eager, strategy, **accepted)
-        status = str(report_field(report, "status", "compiled"))
-        return CompileOutcome(model, eager, status, report_field(report, "reason"), report)
-    from keisei_core.specs import StrategyContext
+    """Apply ``strategy`` to a private copy of ``eager`` through ``compile_model``, which
+    validates it against eager at ``batch_sizes`` and falls back when it raises or differs.
 
-    context = StrategyContext(
-        device=device,
+    Validation is in eval mode: the contracts compare acting, and ``compile_model``
+    validates train mode itself whenever a model is compiled for training. Eval only
+    also halves the compiles (no backward graphs).
+    """
+    from keisei_core.compile import compile_model
+
+    model, report = compile_model(
+        eager,
+        strategy,
         example_obs=example_obs,
-        batch_sizes=(1, int(example_obs.shape[0])),
-        model_name=getattr(eager, "keisei_model_name", None),
-        model_options=getattr(eager, "keisei_model_options", None),
+        fallback=fallback,
+        host=host,
+        device=device,
+        batch_sizes=tuple(dict.fromkeys(batch_sizes)),
+        training=False,
     )
-    model = copy.deepcopy(eager)
-    for part in (p.strip() for p in strategy.split("+")):
-        model = host.strategies.get(part).apply(model, context)
-    return CompileOutcome(model, eager, "compiled", None, dict(context.notes))
-
-
-def _accepted_kwargs(function: Any, wanted: Mapping[str, Any]) -> dict[str, Any]:
-    import inspect
-
-    parameters = inspect.signature(function).parameters
-    if any(p.kind is inspect.Parameter.VAR_KEYWORD for p in parameters.values()):
-        return dict(wanted)
-    return {k: v for k, v in wanted.items() if k in parameters}
+    return CompileOutcome(model, eager, str(report.status), report.reason, report)
 
 
 _DECLINED = re.compile(r"^applying '(?P<strategy>[^']+)' raised (?P<error>[A-Za-z_][A-Za-z0-9_]*)\b")
@@ -238,11 +201,16 @@ _COMPILED: dict[tuple[Any, ...], CompileOutcome] = {}
 
 
 def compiled(
-    host: PluginHost, case: ModelCase, strategy: str, *, device: str = "cpu", batch_size: int = 4
+    host: PluginHost,
+    case: ModelCase,
+    strategy: str,
+    *,
+    device: str = "cpu",
+    batch_sizes: Sequence[int] = (1, 4),
 ) -> CompileOutcome:
-    """``strategy`` applied to ``case``'s model built from the default seed, once per
-    session (eager model and compiled model are both kept)."""
-    key = (id(host), case, strategy, device, batch_size)
+    """``strategy`` applied to ``case``'s model built from the default seed and validated
+    at ``batch_sizes``, once per session (eager and compiled model are both kept)."""
+    key = (id(host), case, strategy, device, tuple(batch_sizes))
     outcome = _COMPILED.get(key)
     if outcome is None:
         from keisei_core.introspect import model_shapes
@@ -250,8 +218,8 @@ def compiled(
 
         eager = build(host, case, device=device)
         channels, board, _ = model_shapes(eager).observation
-        example = make_observations(batch_size, channels, board, seed=DEFAULT_SEED, device=device)
-        outcome = apply_strategy(host, strategy, eager, example, device=device)
+        example = make_observations(max(batch_sizes), channels, board, seed=DEFAULT_SEED, device=device)
+        outcome = apply_strategy(host, strategy, eager, example, batch_sizes=batch_sizes, device=device)
         _COMPILED[key] = outcome
     return outcome
 
@@ -262,49 +230,85 @@ def clear_compiled() -> None:
 
 
 # -- every registered model ------------------------------------------------------------
-_REGISTERED: dict[tuple[int, str], list[tuple[ModelCase, str | None]]] = {}
+@attrs.frozen
+class SizedCase:
+    """A registered model's contract case, its family and what a forward pass costs."""
+
+    case: ModelCase
+    family: str | None
+    flops_per_sample: int | None
+    ops_per_forward: int | None
+
+    @property
+    def graph_size(self) -> float:
+        """Aten ops per forward (what compile time grows with); unknown sizes sort last."""
+        return float(self.ops_per_forward) if self.ops_per_forward is not None else math.inf
 
 
-def registered_cases(host: PluginHost, size: str = "auto") -> list[tuple[ModelCase, str | None]]:
-    """(case, family) for every registered model, its options chosen by
+_REGISTERED: dict[tuple[int, str], list[SizedCase]] = {}
+
+
+def registered_cases(host: PluginHost, size: str = "auto") -> list[SizedCase]:
+    """Every registered model, its options chosen by
     :func:`keisei_core.testing.sizing.contract_options` (``auto``: the preset when cheap,
-    else shrunk), cheapest first within each family. Sized once per host and size."""
+    else shrunk), grouped by family and smallest graph first within one. Presets that
+    resolve to the same options (``restower`` and ``restower-deep`` both shrink to an
+    8 x 8 SE tower) are one model, tested once under its first name. Sized once per host."""
     key = (id(host), size)
     found = _REGISTERED.get(key)
     if found is None:
         from keisei_core.testing.sizing import contract_options
 
-        sized = []
+        seen: set[tuple[Any, ...]] = set()
+        found = []
         for registration in host.models:
             spec = registration.spec
             chosen = contract_options(spec, size)
-            flops = chosen.cost.flops_per_sample
-            order = (spec.family or spec.name, flops if flops is not None else chosen.cost.parameters * 2)
-            sized.append((order, ModelCase(spec.name, chosen.overrides, size=chosen.size), spec.family))
-        found = [(case, family) for _, case, family in sorted(sized, key=lambda item: item[0])]
+            resolved = resolve_options(spec, chosen.overrides)
+            identity = (spec.build, type(resolved), _freeze(attrs.asdict(resolved)))
+            if identity in seen:
+                continue
+            seen.add(identity)
+            case = ModelCase(spec.name, chosen.overrides, size=chosen.size)
+            found.append(SizedCase(case, spec.family, chosen.cost.flops_per_sample, chosen.cost.ops_per_forward))
+        found.sort(key=lambda s: (s.family or s.case.name, s.graph_size, s.case.name))
         _REGISTERED[key] = found
     return found
 
 
-# -- covering the model x strategy matrix -------------------------------------------------
+# -- planning the model x strategy matrix -------------------------------------------------
+MATRIX_LEVELS = ("compilers", "families", "full")
+
+
 def is_cheap_strategy(spec: StrategySpec) -> bool:
     """Transforms (channels-last, bf16, fused ops, checkpointing) and eager apply in well
-    under a second; compilers (inductor, AOT, ONNX export) take 10-60 s on a 2-core CPU."""
+    under a second; compilers (inductor, AOT, ONNX export) take 10-130 s on a 2-core CPU."""
     return spec.kind == "transform" or spec.name == "eager"
 
 
 def matrix_plan(
-    models: Sequence[tuple[ModelCase, str | None]], strategies: Sequence[StrategySpec], *, full: bool = False
+    models: Sequence[SizedCase], strategies: Sequence[StrategySpec], level: str = "compilers"
 ) -> list[tuple[ModelCase, str]]:
-    """The (model case, strategy) pairs to check for equivalence: every model under every
-    cheap strategy, and the compilers on a cover of the model families
-    (:func:`covering_pairs`); ``full`` gives every pair."""
-    if full:
-        return [(case, spec.name) for case, _ in models for spec in strategies]
+    """The (model case, strategy) pairs to check for equivalence.
+
+    Every level checks every model under every cheap strategy. Compilers: ``compilers``
+    runs each once, on the model with the smallest forward graph; ``families`` on a
+    cover in which each compiler meets one model family and each family one compiler
+    (:func:`covering_pairs`); ``full`` runs every model under every compiler.
+    """
+    if level not in MATRIX_LEVELS:
+        raise ValueError(f"matrix level must be one of {', '.join(MATRIX_LEVELS)}, got {level!r}")
     cheap = [spec.name for spec in strategies if is_cheap_strategy(spec)]
     costly = [spec.name for spec in strategies if not is_cheap_strategy(spec)]
-    pairs = [(case, name) for case, _ in models for name in cheap]
-    return pairs + covering_pairs(models, costly)
+    pairs = [(sized.case, name) for sized in models for name in cheap]
+    if not models or not costly:
+        return pairs
+    if level == "full":
+        return pairs + [(sized.case, name) for sized in models for name in costly]
+    if level == "families":
+        return pairs + covering_pairs([(sized.case, sized.family) for sized in models], costly)
+    smallest = min(models, key=lambda sized: (sized.graph_size, sized.case.name)).case
+    return pairs + [(smallest, name) for name in costly]
 
 
 def covering_pairs(models: Sequence[tuple[ModelCase, str | None]], strategies: Iterable[str]) -> list[tuple[ModelCase, str]]:
@@ -313,9 +317,8 @@ def covering_pairs(models: Sequence[tuple[ModelCase, str | None]], strategies: I
     needs: max(families, strategies). ``models`` are (case, family) with the cheapest
     case of each family first; a model without a family is its own family.
 
-    Compiles cost 10-40 s each on a 2-core CPU, so the full matrix (every model under
-    every strategy) is for machines with time (``--keisei-full-matrix``); this cover keeps
-    each strategy and each architecture family exercised in the default run.
+    Compiles cost 10-130 s each on a 2-core CPU (more for op-heavy graphs), so this is
+    ``--keisei-matrix families``, and the full matrix is for machines with time.
     """
     representatives: dict[str, ModelCase] = {}
     for case, family in models:

@@ -22,8 +22,9 @@ names or ``(name, options)`` pairs instead of ``model_name``), ``plugins`` (loca
 files or modules to load, as with ``keisei -p``), ``device``, ``batch_size``,
 ``max_examples`` (hypothesis examples per property), ``strategies`` (shell patterns of
 the strategies to check equivalence under; ``None`` for none), ``allow_fallback``,
-``no_gradient_ok`` (patterns of parameter names allowed to get no gradient) and
-``gradient_steps``. Command-line options of the pytest plugin narrow a run:
+``no_gradient_ok`` (patterns of parameter names allowed to get no gradient),
+``gradient_steps`` and ``compile_batch_sizes`` (what compile_model validates at; default
+1 and ``batch_size``). Command-line options of the pytest plugin narrow a run:
 ``--keisei-models PATTERN`` and ``--keisei-strategies PATTERN``.
 """
 
@@ -102,6 +103,7 @@ class ModelContract:
     allow_fallback: ClassVar[bool] = False
     no_gradient_ok: ClassVar[Sequence[str]] = ()
     gradient_steps: ClassVar[int] = 3
+    compile_batch_sizes: ClassVar[Sequence[int] | None] = None
 
     # -- which models and strategies ------------------------------------------------------
     @classmethod
@@ -234,14 +236,16 @@ class ModelContract:
                 legal = [torch.nonzero(row).flatten() for row in masks]
                 total = torch.zeros(obs.shape[0], dtype=torch.float64)
                 entropy = None
+                # One call per k (not one call on the batch repeated k times): rows of some
+                # models interact (capacity-limited expert routing depends on the batch).
                 for k in range(int(counts.max())):
                     pick = torch.stack([idx[min(k, len(idx) - 1)] for idx in legal])
                     log_prob, entropy, _ = keisei_model.evaluate_actions(obs, pick, masks)
-                    total += torch.where(counts > k, log_prob.double().exp(), torch.zeros_like(total))
+                    total += torch.where(counts > k, log_prob.double().exp(), torch.zeros_like(total)).cpu()
             torch.testing.assert_close(total, torch.ones_like(total), rtol=0, atol=1e-4,
                                        msg=lambda d: f"probabilities of the legal actions do not sum to 1: {d}")
             assert entropy is not None
-            bound = torch.log(counts.double()) + 1e-4
+            bound = torch.log(counts.double()).to(entropy.device) + 1e-4
             assert bool((entropy.double() <= bound).all()), "entropy exceeds log(number of legal actions)"
 
         run_examples(self.batches(keisei_model, max_legal=6), check, self.max_examples)
@@ -345,7 +349,8 @@ class ModelContract:
         self, keisei_contract_host: PluginHost, keisei_model_case: c.ModelCase, keisei_strategy_name: str
     ) -> None:
         outcome = c.compiled(
-            keisei_contract_host, keisei_model_case, keisei_strategy_name, device=self.device, batch_size=self.batch_size
+            keisei_contract_host, keisei_model_case, keisei_strategy_name, device=self.device,
+            batch_sizes=self.compile_batch_sizes or (1, self.batch_size),
         )
         if outcome.status == "skipped" or c.declined(outcome):
             pytest.skip(f"'{keisei_strategy_name}' does not apply to {keisei_model_case.id}: {outcome.reason}")

@@ -7,8 +7,10 @@ Options (narrow a contract run; also settable in ``addopts``):
 - ``--keisei-strategies PATTERN``: only these strategies in equivalence tests.
 - ``--keisei-size auto|preset|shrunk``: options for contracts over every registered
   model (``auto``: the preset when cheap, else shrunk; see keisei_core.testing.sizing).
-- ``--keisei-full-matrix``: every registered model under every strategy, instead of
-  the covering set in which each model family and each strategy appears at least once.
+- ``--keisei-matrix compilers|families|full``: which (model, compiler) pairs the
+  contracts over every registered model check: each compiler once on the smallest
+  model (default), a cover of model families, or every pair (see
+  keisei_core.testing.cases.matrix_plan). Every model runs under every cheap strategy.
 
 Fixtures:
 
@@ -35,6 +37,7 @@ if TYPE_CHECKING:
     from keisei_core.plugins import PluginHost
 
 SIZES = ("auto", "preset", "shrunk")
+MATRIX_LEVELS = ("compilers", "families", "full")  # keisei_core.testing.cases.MATRIX_LEVELS
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
@@ -52,8 +55,9 @@ def pytest_addoption(parser: pytest.Parser) -> None:
         help="options for contracts over every registered model: auto (preset when cheap, else shrunk), preset, shrunk",
     )
     group.addoption(
-        "--keisei-full-matrix", dest="keisei_full_matrix", action="store_true", default=False,
-        help="check every registered model under every strategy, not the covering set",
+        "--keisei-matrix", dest="keisei_matrix", default="compilers", choices=MATRIX_LEVELS,
+        help="compilers checked over every registered model: each once on the smallest model (compilers), "
+        "on a cover of model families (families), or on every model (full)",
     )
 
 

@@ -1,9 +1,10 @@
 """How expensive a model is to test, measured without allocating it.
 
 The model is built on PyTorch's ``meta`` device (shapes only, no memory, no arithmetic)
-and one forward pass runs under torch's FlopCounterMode, so even the 40 x 256 tower is
-sized in about a second. The contract suite uses this to decide whether a model is
-tested at its preset options or at shrunk ones (see :func:`contract_options`).
+and one forward pass runs under torch's FlopCounterMode and an operator counter, so even
+the 40 x 256 tower is sized in about a second. The contracts over every registered model
+use this to decide whether a model is tested at its preset options or at shrunk ones
+(:func:`contract_options`), and which model of a family a compiler is tried on.
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ from collections.abc import Mapping
 from typing import Any
 
 import attrs
+from torch.utils._python_dispatch import TorchDispatchMode
 
 from keisei_core.models import build_from_spec, resolve_options
 from keisei_core.specs import ModelSpec
@@ -32,8 +34,25 @@ MAX_CONTRACT_PARAMETERS = 60_000_000
 
 @attrs.frozen
 class ModelCost:
+    """Parameters, forward FLOPs per sample and aten ops per forward (the size of the
+    graph a compiler has to lower, which drives compile time more than FLOPs do).
+    The last two are None when the forward cannot run on the meta device."""
+
     parameters: int
-    flops_per_sample: int | None  # None when the forward cannot run on the meta device
+    flops_per_sample: int | None
+    ops_per_forward: int | None = None
+
+
+class _OpCounter(TorchDispatchMode):
+    """Counts the aten operators a forward pass dispatches."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.ops = 0
+
+    def __torch_dispatch__(self, func: Any, types: Any, args: Any = (), kwargs: Any = None) -> Any:
+        self.ops += 1
+        return func(*args, **(kwargs or {}))
 
 
 def measure_cost(spec: ModelSpec, overrides: Mapping[str, Any] | None = None) -> ModelCost:
@@ -51,12 +70,12 @@ def measure_cost(spec: ModelSpec, overrides: Mapping[str, Any] | None = None) ->
         shapes = model_shapes(model)
         obs = torch.zeros((1, *shapes.observation), device="meta")
         counter = FlopCounterMode(display=False)
-        with counter, torch.no_grad():
+        ops = _OpCounter()
+        with counter, ops, torch.no_grad():
             model.eval()(obs)
-        flops: int | None = int(counter.get_total_flops())
+        return ModelCost(parameters, int(counter.get_total_flops()), ops.ops)
     except Exception:  # data-dependent code cannot run on meta; size by parameters only
-        flops = None
-    return ModelCost(parameters, flops)
+        return ModelCost(parameters, None, None)
 
 
 def is_cheap(cost: ModelCost) -> bool:

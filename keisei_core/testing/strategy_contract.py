@@ -22,7 +22,8 @@ such pairs are skipped with that reason. Any other fallback fails the test.
 
 Class attributes: ``strategy_name`` (or ``strategy_names``), ``models`` (names or
 ``(name, options)`` pairs; default every registered model), ``model_size`` (``shrunk``,
-``auto`` or ``preset`` for registered models), ``plugins``, ``device``, ``batch_size``,
+``auto`` or ``preset`` for registered models), ``failing_kinds``, ``plugins``,
+``device``, ``batch_size``, ``compile_batch_sizes`` (default 1 and ``batch_size``),
 ``allow_fallback``.
 """
 
@@ -52,6 +53,7 @@ class StrategyContract:
     batch_size: ClassVar[int] = 4
     allow_fallback: ClassVar[bool] = False
     failing_kinds: ClassVar[Sequence[str]] = ("refusing", "drifting")
+    compile_batch_sizes: ClassVar[Sequence[int] | None] = None
 
     # -- which strategies and models ------------------------------------------------------
     @classmethod
@@ -77,7 +79,7 @@ class StrategyContract:
         if cls.models is not None:
             found = [c.as_case(entry) for entry in cls.models]
         else:
-            found = [case for case, _ in c.registered_cases(cls.contract_host(), cls.model_size)]
+            found = [sized.case for sized in c.registered_cases(cls.contract_host(), cls.model_size)]
         pattern = option(config, "keisei_models")
         return [case for case in found if not pattern or c.matches(case.name, pattern)]
 
@@ -142,7 +144,8 @@ class StrategyContract:
         self, keisei_contract_host: PluginHost, keisei_strategy_name: str, keisei_model_case: c.ModelCase
     ) -> None:
         outcome = c.compiled(
-            keisei_contract_host, keisei_model_case, keisei_strategy_name, device=self.device, batch_size=self.batch_size
+            keisei_contract_host, keisei_model_case, keisei_strategy_name, device=self.device,
+            batch_sizes=self.compile_batch_sizes or (1, self.batch_size),
         )
         if outcome.status == "skipped" or c.declined(outcome):
             pytest.skip(f"'{keisei_strategy_name}' does not apply to {keisei_model_case.id}: {outcome.reason}")
