@@ -158,6 +158,7 @@ def test_meta_device_sizing_is_exact_and_cheap() -> None:
     # Keisei's baseline at 46 x 9 x 9 -> 13,527 (shared/reference/KEISEI-MODELS.md).
     assert cost.parameters == 17_552_456
     assert cost.flops_per_sample is not None and cost.flops_per_sample < MAX_CONTRACT_FLOPS
+    assert cost.ops_per_forward is not None and 4 <= cost.ops_per_forward <= 20  # conv, relu, 2 linears
     assert chosen.size == "preset" and chosen.overrides == {}
     shrunk = contract_options(spec, "shrunk")
     assert shrunk.size == "shrunk" and shrunk.overrides == {"conv_channels": 8}
@@ -182,6 +183,31 @@ def test_covering_pairs_meet_every_family_and_strategy() -> None:
     assert {name for _, name in pairs} == {"s1", "s2", "s3", "s4", "s5"}
     assert {case.name for case, _ in pairs} == {"a1", "b1", "solo"}  # first case of each family
     assert covering_pairs(models, []) == []
+
+
+def test_matrix_plan_levels() -> None:
+    from keisei_core.specs import StrategySpec
+    from keisei_core.testing.cases import SizedCase, matrix_plan
+
+    def strategy(name: str, kind: str) -> StrategySpec:
+        return StrategySpec(name=name, apply=lambda model, context: model, kind=kind)
+
+    strategies = [strategy("eager", "compiler"), strategy("t1", "transform"), strategy("c1", "compiler"), strategy("c2", "compiler")]
+    models = [
+        SizedCase(ModelCase("big"), "x", 10, 500),
+        SizedCase(ModelCase("small"), "x", 10, 20),
+        SizedCase(ModelCase("other"), "y", 10, 90),
+    ]
+    cheap = {(m.case.name, s) for m in models for s in ("eager", "t1")}
+
+    def names(pairs: list[tuple[ModelCase, str]]) -> set[tuple[str, str]]:
+        return {(case.name, s) for case, s in pairs}
+
+    assert names(matrix_plan(models, strategies)) == cheap | {("small", "c1"), ("small", "c2")}
+    assert names(matrix_plan(models, strategies, "families")) == cheap | {("big", "c1"), ("other", "c2")}
+    assert names(matrix_plan(models, strategies, "full")) == cheap | {(m.case.name, c) for m in models for c in ("c1", "c2")}
+    with pytest.raises(ValueError, match="matrix level"):
+        matrix_plan(models, strategies, "everything")
 
 
 def test_name_patterns() -> None:
