@@ -339,7 +339,7 @@ def test_composition_by_name_through_the_plugin_host() -> None:
     assert all(c.max_abs_diff == 0 for c in report.checks)
 
 
-@settings(max_examples=6)
+@settings(max_examples=4)
 @given(
     conv_channels=st.integers(1, 4),
     num_actions=st.integers(1, 40),

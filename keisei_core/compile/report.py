@@ -28,7 +28,7 @@ class Tolerance:
 
     atol: float = attrs.field(validator=attrs.validators.ge(0.0))
     rtol: float = attrs.field(validator=attrs.validators.ge(0.0))
-    grad_rtol: float = attrs.field(default=1e-3, validator=attrs.validators.ge(0.0))
+    grad_rtol: float = attrs.field(default=1e-2, validator=attrs.validators.ge(0.0))
 
 
 @attrs.frozen

@@ -37,7 +37,7 @@ def small_configs(draw: st.DrawFn) -> tuple[str, dict[str, Any]]:
     return "actor-critic", {**common, "conv_channels": draw(st.integers(1, 6))}
 
 
-@settings(max_examples=8)
+@settings(max_examples=5)
 @given(config=small_configs(), strategy=st.sampled_from(TRANSFORMS), seed=st.integers(0, 2**16), batch=st.integers(2, 12))
 def test_transforms_match_eager_on_random_configs(config: tuple[str, dict[str, Any]], strategy: str, seed: int, batch: int) -> None:
     name, options = config
