@@ -114,7 +114,7 @@ def run_memory(context: ProbeContext) -> ProbeResult:
     result = run_child(_child_task(context, "memory"), timeout=CHILD_TIMEOUT_SECONDS)
     peak = result["rss_peak_bytes"] / MIB
     extra = {
-        "measure": "peak RSS of a fresh child process (getrusage ru_maxrss)",
+        "measure": "peak RSS of a fresh child process (VmHWM)",
         "after_import_mib": result["rss_after_import_bytes"] / MIB,
         "after_build_mib": result["rss_after_build_bytes"] / MIB,
         "after_apply_mib": result["rss_after_apply_bytes"] / MIB,

@@ -3,8 +3,10 @@
 The parent sends a JSON task on stdin (``python -m keisei_core.bench.child``); the child
 loads the same plugins, rebuilds the cell's model from its registered name and options,
 applies the strategy, runs the workload and prints one JSON line prefixed with
-:data:`RESULT_PREFIX`. Peak RSS comes from ``getrusage(RUSAGE_SELF).ru_maxrss`` of that
-child: a process of its own, so earlier cells of the run cannot inflate it.
+:data:`RESULT_PREFIX`. Peak RSS is the child's own high-water mark (``VmHWM`` in
+``/proc/self/status`` on Linux): a process of its own, so earlier cells of the run cannot
+inflate it. ``getrusage(...).ru_maxrss`` is not used on Linux because the kernel carries it
+across fork + exec, so a child of a large parent would start at the parent's peak.
 """
 
 from __future__ import annotations
@@ -27,6 +29,13 @@ class ChildError(RuntimeError):
 
 
 def _maxrss_bytes() -> int:
+    try:
+        with open("/proc/self/status", encoding="ascii") as status:
+            for line in status:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1]) * 1024  # the kernel reports kB
+    except OSError:
+        pass  # not Linux: ru_maxrss below is this process's own peak there
     rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     # Linux reports KiB, macOS bytes.
     return int(rss if sys.platform == "darwin" else rss * 1024)
