@@ -166,7 +166,7 @@ class StrategyContract:
         failing = keisei_failing_model
         model = self._failing_model(keisei_contract_host, keisei_strategy_name, failing)
         result, report = compile_model(
-            model, keisei_strategy_name, host=keisei_contract_host, batch_sizes=(1, self.batch_size), training=False
+            model, keisei_strategy_name, host=keisei_contract_host, batch_sizes=self._compile_sizes(), training=False
         )
         if report.status == "compiled":
             pytest.skip(
@@ -188,7 +188,7 @@ class StrategyContract:
         model = self._failing_model(keisei_contract_host, keisei_strategy_name, "refusing")
         try:
             _, report = compile_model(
-                model, keisei_strategy_name, host=keisei_contract_host, batch_sizes=(1, self.batch_size),
+                model, keisei_strategy_name, host=keisei_contract_host, batch_sizes=self._compile_sizes(),
                 training=False, fallback=False,
             )
         except CompileFailedError as error:
@@ -196,6 +196,9 @@ class StrategyContract:
             return
         assert report.status == "compiled", f"status {report.status} without fallback must raise"
         pytest.skip(f"'{keisei_strategy_name}' runs the refusing model in plain eager float32; nothing fails")
+
+    def _compile_sizes(self) -> tuple[int, ...]:
+        return tuple(self.compile_batch_sizes or (1, self.batch_size))
 
     def _failing_model(self, host: PluginHost, strategy: str, failing: str) -> torch.nn.Module:
         from keisei_core.testing.failing import failing_models
