@@ -241,7 +241,8 @@ class ModelContract:
                 for k in range(int(counts.max())):
                     pick = torch.stack([idx[min(k, len(idx) - 1)] for idx in legal])
                     log_prob, entropy, _ = keisei_model.evaluate_actions(obs, pick, masks)
-                    total += torch.where(counts > k, log_prob.double().exp(), torch.zeros_like(total)).cpu()
+                    chosen_prob = log_prob.double().exp()
+                    total += torch.where(counts > k, chosen_prob, torch.zeros_like(chosen_prob)).cpu()
             torch.testing.assert_close(total, torch.ones_like(total), rtol=0, atol=1e-4,
                                        msg=lambda d: f"probabilities of the legal actions do not sum to 1: {d}")
             assert entropy is not None
@@ -415,7 +416,7 @@ def check_equivalence(
             if tolerance.dtype == "float32":
                 got_action, _, _ = model.get_action_and_value(obs, masks, deterministic=True)
                 top2 = want_logits.float().masked_fill(~masks, -math.inf).topk(min(2, shapes.num_actions), dim=1).values
-                gap = (top2[:, 0] - top2[:, -1]) if top2.shape[1] > 1 else torch.full((size,), math.inf)
+                gap = (top2[:, 0] - top2[:, -1]) if top2.shape[1] > 1 else torch.full((size,), math.inf, device=top2.device)
                 bound = tolerance.atol + tolerance.rtol * float(want_logits.abs().max())
                 clear = (gap > 10 * bound) | (masks.sum(dim=1) == 1)
                 assert torch.equal(got_action[clear], action[clear]), (
