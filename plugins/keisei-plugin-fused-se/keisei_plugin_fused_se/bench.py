@@ -5,6 +5,11 @@ three forms (see :mod:`.unit_timing`) interleaved, forward and/or training step,
 the core's adaptive timing. Prints one line per form and the fused op's paired speedups;
 ``--json`` also writes them. The defaults are the figures in the plugin README:
 batch 64, 256 channels, 9x9, plain SE, float32, NCHW, forward and training step.
+
+``--model NAME`` measures a whole registered model instead: the eager model against a
+copy with every SE unit fused, acting calls (``get_action_and_value``, eval mode) and
+PPO update steps (train mode, Adam), interleaved so each ratio pairs two calls made
+under the same machine load.
 """
 
 from __future__ import annotations
@@ -15,6 +20,7 @@ import os
 import platform
 import sys
 from collections.abc import Sequence
+from pathlib import Path
 from typing import Any
 
 DTYPES = ("float32", "bfloat16", "float16")
@@ -36,6 +42,10 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--max-samples", type=int, default=200)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--json", dest="json_path", default=None, help="also write the results here")
+    parser.add_argument(
+        "--model", default=None,
+        help="time a registered model (eager vs fused-se, acting and PPO steps) instead of one unit",
+    )  # fmt: skip
     return parser
 
 
@@ -116,6 +126,102 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     return results
 
 
+def run_model(args: argparse.Namespace) -> dict[str, Any]:
+    import copy
+
+    import torch
+
+    from keisei_core.api import build_model
+    from keisei_core.bench.probe_api import ProbeContext
+    from keisei_core.bench.timing import measure_interleaved
+    from keisei_core.bench.workloads import act_call, ppo_step
+    from keisei_core.config.experiment import BenchSettings
+    from keisei_core.introspect import model_shapes
+    from keisei_plugin_fused_se.errors import FusedSEError
+    from keisei_plugin_fused_se.module import fuse_se_units
+    from keisei_plugin_fused_se.ops import cpu_kernel_isa, require_kernels
+    from keisei_plugin_fused_se.unit_timing import paired_ratio
+
+    require_kernels(args.device)
+    if args.threads is not None:
+        torch.set_num_threads(args.threads)
+    torch.manual_seed(args.seed)
+    eager = build_model(args.model).to(device=args.device, dtype=getattr(torch, args.dtype))
+    fused = copy.deepcopy(eager)
+    names, _skipped = fuse_se_units(fused)
+    if not names:
+        raise FusedSEError(f"model '{args.model}' has no fusable SE unit: nothing to compare")
+    shapes = model_shapes(eager)
+    # A ProbeContext gives the same synthetic observations, masks and PPO batch as `keisei bench`.
+    inputs = ProbeContext(
+        model=eager, eager_model=eager, model_name=args.model, model_options={}, strategy="fused-se",
+        batch_size=args.batch, device=args.device, dtype=args.dtype, seed=args.seed,
+        settings=BenchSettings(), threads=torch.get_num_threads(), scratch_dir=Path("."),
+        observation_shape=shapes.observation, num_actions=shapes.num_actions,
+    )  # fmt: skip
+    sync = torch.cuda.synchronize if args.device == "cuda" else None
+    settings = {
+        "warmup_seconds": 0.5, "min_samples": 8, "max_samples": args.max_samples,
+        "time_budget_seconds": args.budget, "target_iqr_ratio": 0.02, "sync": sync,
+        "seed": args.seed, "min_block_seconds": 0.0,
+    }  # fmt: skip
+    results: dict[str, Any] = {
+        "command": "python -m keisei_plugin_fused_se.bench " + " ".join(sys.argv[1:]),
+        "model": args.model,
+        "batch": args.batch,
+        "dtype": args.dtype,
+        "device": args.device,
+        "fused_units": len(names),
+        "threads": torch.get_num_threads(),
+        "cpu_isa": cpu_kernel_isa() if args.device == "cpu" else None,
+        "torch": torch.__version__,
+        "load_average_before": list(os.getloadavg()) if hasattr(os, "getloadavg") else None,
+    }
+    modes = ("forward", "train") if args.mode == "both" else (args.mode,)
+    for mode in modes:
+        if mode == "forward":
+            eager.eval()
+            fused.eval()
+            obs, masks = inputs.observations(), inputs.legal_masks()
+            calls = {"eager": act_call(eager, obs, masks), "fused": act_call(fused, obs, masks)}
+        else:
+            eager.train()
+            fused.train()
+            batch = inputs.rollout_batch()
+            calls = {"eager": ppo_step(eager, batch), "fused": ppo_step(fused, batch)}
+        timings = measure_interleaved(calls, **settings)  # type: ignore[arg-type]
+        ratio = paired_ratio(timings["eager"], timings["fused"])
+        results[mode] = {
+            "eager_ms": timings["eager"].median * 1e3,
+            "fused_ms": timings["fused"].median * 1e3,
+            "fused_vs_eager": ratio.median,
+            "ratio_q1": ratio.q1,
+            "ratio_q3": ratio.q3,
+            "samples": ratio.n,
+        }
+    results["load_average_after"] = list(os.getloadavg()) if hasattr(os, "getloadavg") else None
+    return results
+
+
+def format_model_results(results: dict[str, Any]) -> str:
+    lines = [
+        f"{results['model']}: eager vs fused-se ({results['fused_units']} SE units fused), batch "
+        f"{results['batch']}, {results['dtype']} on {results['device']} ({results['threads']} threads, "
+        f"kernel ISA {results['cpu_isa']}, torch {results['torch']})",
+        f"load average before/after: {results['load_average_before']} / {results['load_average_after']}",
+        f"{'mode':8} {'eager ms':>10} {'fused ms':>10} {'fused/eager (paired median, IQR)':>34} {'n':>4}",
+    ]
+    for mode in ("forward", "train"):
+        if mode in results:
+            r = results[mode]
+            lines.append(
+                f"{mode:8} {r['eager_ms']:10.1f} {r['fused_ms']:10.1f} "
+                f"{r['fused_vs_eager']:13.3f}x ({r['ratio_q1']:.3f}-{r['ratio_q3']:.3f}) {r['samples']:>10}"
+            )
+    lines.append("forward = get_action_and_value in eval mode; train = one PPO update step (Adam)")
+    return "\n".join(lines)
+
+
 def format_results(results: dict[str, Any]) -> str:
     b, c, h, w = results["shape"]
     lines = [
@@ -147,11 +253,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     from keisei_core.errors import KeiseiError
 
     try:
-        results = run(args)
+        results = run_model(args) if args.model else run(args)
     except KeiseiError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
-    print(format_results(results))
+    print(format_model_results(results) if args.model else format_results(results))
     if args.json_path:
         with open(args.json_path, "w", encoding="utf-8") as handle:
             json.dump(results, handle, indent=2)
