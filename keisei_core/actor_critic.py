@@ -8,7 +8,8 @@ Masking rules (Keisei defect 1 is not repeated):
 - a row with no legal action raises :class:`~keisei_core.errors.InputError` naming the
   rows -- a terminal position must be handled by the environment, never sampled from;
 - a 1-D mask of length A applies to every row.
-Log-probabilities and entropies are computed in float32 whatever the network's dtype.
+Log-probabilities, entropies and values are float32 for float32/bf16/fp16 networks
+(float64 for float64 networks).
 """
 
 from __future__ import annotations
@@ -73,7 +74,10 @@ def masked_log_probs(
             )
         legal_mask = legal_mask.to(logits.device)
         logits = logits.masked_fill(~legal_mask, torch.finfo(logits.dtype).min)
-    log_probs = torch.log_softmax(logits.float(), dim=-1)
+    # Low precision is promoted to float32; float64 stays float64 (casting its finite
+    # minimum down to float32 would make masked logits -inf and entropy gradients NaN).
+    compute = torch.float64 if logits.dtype == torch.float64 else torch.float32
+    log_probs = torch.log_softmax(logits.to(compute), dim=-1)
     return logits, log_probs
 
 
@@ -112,7 +116,7 @@ class ActorCriticMixin:
         else:
             action = torch.multinomial(log_probs.exp(), num_samples=1).squeeze(-1)
         log_prob = log_probs.gather(-1, action.unsqueeze(-1)).squeeze(-1)
-        return action, log_prob, value.float()
+        return action, log_prob, value.to(log_prob.dtype)
 
     def evaluate_actions(
         self, obs: torch.Tensor, actions: torch.Tensor, legal_mask: torch.Tensor | None = None
@@ -138,4 +142,4 @@ class ActorCriticMixin:
                 rows = torch.nonzero(~legal.squeeze(-1)).flatten().tolist()
                 raise InputError(f"actions in rows {rows[:8]} are illegal under legal_mask")
         log_prob = log_probs.gather(-1, actions.unsqueeze(-1)).squeeze(-1)
-        return log_prob, _entropy(log_probs), value.float()
+        return log_prob, _entropy(log_probs), value.to(log_prob.dtype)

@@ -169,3 +169,17 @@ def test_masked_logits_finite_under_bf16_autocast(model: torch.nn.Module) -> Non
         _, entropy, _ = model.evaluate_actions(obs, action, mask)
     assert torch.isfinite(log_prob).all() and torch.isfinite(entropy).all()
     assert bool(mask.gather(1, action.unsqueeze(1)).all())
+
+
+def test_float64_models_keep_finite_masked_gradients(model: torch.nn.Module) -> None:
+    wide = build_model("actor-critic", conv_channels=2, num_actions=NUM_ACTIONS, board_size=5, input_channels=7)
+    wide.load_state_dict(model.state_dict())
+    wide = wide.double()
+    obs = make_observations(3, 7, 5, seed=6, dtype=torch.float64)
+    mask = make_legal_masks(3, NUM_ACTIONS, min_legal=2, max_legal=6)
+    action, log_prob, value = wide.get_action_and_value(obs, mask)
+    log_prob2, entropy, _ = wide.evaluate_actions(obs, action, mask)
+    assert log_prob.dtype == torch.float64 and value.dtype == torch.float64
+    (entropy.sum() + log_prob2.sum()).backward()
+    for parameter in wide.parameters():
+        assert parameter.grad is not None and torch.isfinite(parameter.grad).all()
