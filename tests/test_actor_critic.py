@@ -178,8 +178,8 @@ def test_float64_models_keep_finite_masked_gradients(model: torch.nn.Module) -> 
     obs = make_observations(3, 7, 5, seed=6, dtype=torch.float64)
     mask = make_legal_masks(3, NUM_ACTIONS, min_legal=2, max_legal=6)
     action, log_prob, value = wide.get_action_and_value(obs, mask)
-    log_prob2, entropy, _ = wide.evaluate_actions(obs, action, mask)
+    log_prob2, entropy, value2 = wide.evaluate_actions(obs, action, mask)
     assert log_prob.dtype == torch.float64 and value.dtype == torch.float64
-    (entropy.sum() + log_prob2.sum()).backward()
+    (entropy.sum() + log_prob2.sum() + value2.sum()).backward()
     for parameter in wide.parameters():
         assert parameter.grad is not None and torch.isfinite(parameter.grad).all()
