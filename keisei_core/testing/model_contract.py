@@ -13,7 +13,8 @@ shapes; ``forward`` gives finite ``(B, A)`` logits and ``(B,)`` values at batch 
 from 1 up; masks are honoured (illegal actions get no probability, deterministic picks
 the best legal action); sampled actions are always legal; ``evaluate_actions`` agrees
 with ``get_action_and_value``; every parameter receives a gradient from a PPO-style loss;
-state_dict and checkpoint files round-trip; building and sampling are deterministic
+state_dict, keisei checkpoints (rebuilt from their recorded name and options) and
+Keisei's checkpoint files round-trip; building and sampling are deterministic
 under a seed; and the model is equivalent to itself under every installed strategy that
 runs on the device (through ``keisei_core.compile``'s validated ``compile_model``).
 
@@ -320,11 +321,17 @@ class ModelContract:
     def test_checkpoint_round_trip(
         self, keisei_contract_host: PluginHost, keisei_model_case: c.ModelCase, tmp_path: Path
     ) -> None:
-        """Checkpoint files in Keisei's forms (bare state_dict, ``model_state_dict`` wrapper)
-        load through keisei_core.checkpoints into a fresh build and give the same outputs."""
+        """A keisei checkpoint (``save_checkpoint``) rebuilds the model from its recorded
+        name and options and gives the same outputs; checkpoint files in Keisei's forms
+        (bare state_dict, ``model_state_dict`` wrapper) load into a fresh build."""
         from keisei_core.checkpoints import load_weights
+        from keisei_core.checkpoints.store import load_checkpoint, save_checkpoint
 
         source = self._trained_once(keisei_contract_host, keisei_model_case)
+        saved = save_checkpoint(tmp_path / "keisei.pt", source, host=keisei_contract_host)
+        loaded = load_checkpoint(saved, host=keisei_contract_host, map_location=self.device)
+        assert loaded.model_name == keisei_model_case.name
+        self._assert_same_outputs(source, loaded.model.to(self.device), "model rebuilt by load_checkpoint")
         forms = {"bare.pt": source.state_dict(), "wrapped.pt": {"model_state_dict": source.state_dict(), "step": 7}}
         for file, payload in forms.items():
             torch.save(payload, tmp_path / file)
