@@ -1,0 +1,66 @@
+// Times the AVX512 forward kernel's stages on one thread, outside torch (best of 200):
+// where the fused forward's time goes, next to a plain `out = y + x` loop. Build and run
+// from the repository root (see the plugin README):
+//   T=.venv/lib/python3.11/site-packages/torch
+//   g++ -O3 -std=c++20 -mavx512f -mavx512dq -mavx512vl -mavx512bw -mfma -Wno-psabi \
+//     -Wno-unknown-pragmas -I$T/include -Iplugins/keisei-plugin-fused-se/csrc \
+//     plugins/keisei-plugin-fused-se/tools/kernel_timing.cpp -o /tmp/kernel_timing \
+//     -L$T/lib -ltorch_cpu -lc10 -Wl,-rpath,$T/lib && /tmp/kernel_timing
+#define CPU_CAPABILITY AVX512
+#define CPU_CAPABILITY_AVX512
+#include "kernels_impl.h"
+
+#include <chrono>
+#include <cstdio>
+#include <functional>
+#include <vector>
+
+using namespace keisei_fused_se;
+
+int main() {
+  const int64_t B = 64, C = 256, HW = 81, H = 64, S = 3 * C + H;
+  std::vector<float> y(B * C * HW), x(B * C * HW), out(B * C * HW);
+  std::vector<float> w1t(C * H), w2t(H * C), b1(H), b2(C), scratch(B * S);
+  for (size_t i = 0; i < y.size(); ++i) {
+    y[i] = float(i * 2654435761u % 1000) / 500.0f - 1.0f;
+    x[i] = float(i * 7 % 1000) / 500.0f - 1.0f;
+  }
+  for (size_t i = 0; i < w1t.size(); ++i) {
+    w1t[i] = float(int(i % 7) - 3) / 64.0f;
+    w2t[i] = float(int(i % 5) - 2) / 32.0f;
+  }
+  ForwardArgs args{ScalarKind::Float, false, false, C, HW, H, y.data(), x.data(), out.data(),
+                   w1t.data(), b1.data(), w2t.data(), b2.data(), scratch.data(), S};
+  auto best_us = [](const std::function<void()>& fn) {
+    double best = 1e30;
+    for (int rep = 0; rep < 200; ++rep) {
+      const auto start = std::chrono::steady_clock::now();
+      fn();
+      best = std::min(best, std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count());
+    }
+    return best * 1e6;
+  };
+  const double full = best_us([&] { AVX512::forward_dispatch(args, 0, B); });
+  const double pool = best_us([&] {
+    for (int64_t b = 0; b < B; ++b) AVX512::pool_sample<float>(y.data() + b * C * HW, false, C, HW, scratch.data() + b * S);
+  });
+  const double excite = best_us([&] {
+    for (int64_t b = 0; b < B; ++b) {
+      float* p = scratch.data() + b * S;
+      AVX512::excite_sample<float>(w1t.data(), b1.data(), w2t.data(), b2.data(), p, C, H, false, p + 3 * C, p + C, p + 2 * C);
+    }
+  });
+  const double apply = best_us([&] {
+    for (int64_t b = 0; b < B; ++b) {
+      const float* p = scratch.data() + b * S;
+      AVX512::apply_sample<float>(y.data() + b * C * HW, x.data() + b * C * HW, out.data() + b * C * HW, false, C, HW, p + C, p + 2 * C);
+    }
+  });
+  const double add = best_us([&] {
+    for (size_t i = 0; i < y.size(); ++i) out[i] = y[i] + x[i];
+  });
+  std::printf("B=64 C=256 9x9 hidden=64 float32 NCHW, one thread, best of 200 (us)\n");
+  std::printf("full forward %.0f | pool %.0f | excitation %.0f | apply %.0f | plain out=y+x loop %.0f\n", full, pool,
+              excite, apply, add);
+  return out[5] > 1e30f;  // keeps the loops from being optimised away
+}
