@@ -40,20 +40,26 @@ def _parents() -> dict[int, int]:
     return parents
 
 
+def _cmdline(pid: int) -> str:
+    try:
+        with open(f"/proc/{pid}/cmdline", "rb") as handle:
+            return handle.read().decode(errors="replace")
+    except OSError:
+        return ""
+
+
 def rank_processes() -> list[int]:
-    """Live processes that could be ranks: grandchildren of this process (forked by a
-    forkserver) and children that are not multiprocessing's forkserver or resource tracker."""
+    """Live processes that could be ranks: multiprocessing children of this process (spawn
+    children, not the forkserver or resource tracker) and the forkserver's children. Other
+    children of the test session (e.g. the wandb-core service an earlier W&B test started)
+    are not ranks."""
     parents = _parents()
     me = os.getpid()
-    children = [pid for pid, parent in parents.items() if parent == me]
-    leftovers = [pid for pid, parent in parents.items() if parent in children]
-    for pid in children:
-        try:
-            with open(f"/proc/{pid}/cmdline", "rb") as handle:
-                cmdline = handle.read().decode(errors="replace")
-        except OSError:
-            continue
-        if "forkserver" not in cmdline and "resource_tracker" not in cmdline:
+    children = {pid: _cmdline(pid) for pid, parent in parents.items() if parent == me}
+    forkservers = {pid for pid, cmd in children.items() if "forkserver" in cmd}
+    leftovers = [pid for pid, parent in parents.items() if parent in forkservers]
+    for pid, cmd in children.items():
+        if "multiprocessing" in cmd and "forkserver" not in cmd and "resource_tracker" not in cmd:
             leftovers.append(pid)
     return leftovers
 
