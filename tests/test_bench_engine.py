@@ -265,3 +265,8 @@ def test_child_process_probes(tmp_path: Path, host: PluginHost, plugin_file: Pat
     assert compile_time is not None and compile_time.status == "ok", compile_time.reason if compile_time else None
     extra = compile_time.result.extra  # type: ignore[union-attr]
     assert extra["cold_seconds"] > 0 and extra["warm_seconds"] > 0
+    # compile_model's own split is carried over from the child's report.
+    for run in ("cold", "warm"):
+        compile_seconds, validation_seconds = extra[f"{run}_compile_seconds"], extra[f"{run}_validation_seconds"]
+        assert compile_seconds is not None and validation_seconds is not None
+        assert 0 <= compile_seconds + validation_seconds <= extra[f"{run}_seconds"]

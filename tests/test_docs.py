@@ -275,3 +275,19 @@ def test_tutorial_runs_as_written(tmp_path: Path) -> None:
             run([sys.executable, "-m", "pytest", "-p", "no:cacheprovider", *value], f"pytest {value}")
     assert (tmp_path / "keisei-plugin-my-net" / "keisei_plugin_my_net" / "plugin.py").is_file()
     assert list((tmp_path / "results").glob("my-mlp-*/results.json")), "the tutorial's bench wrote no results"
+
+
+def test_child_process_helpers_in_probes_md_exist() -> None:
+    import inspect
+
+    from keisei_core.bench import child
+
+    body = sections(read("probes.md"))["Probes that need a fresh process"]
+    names = re.findall(r"^\| `([a-z_]+)\(", body, re.M) + re.findall(r"`([a-z_]+)\(\)`", body)
+    assert {"run_child", "child_main", "build_probe_context", "peak_rss_bytes"} <= set(names), names
+    for name in names:
+        assert callable(getattr(child, name, None)), f"docs/probes.md names keisei_core.bench.child.{name}, which does not exist"
+    documented = re.search(r"`run_child\(([^)]*)\)`", body)
+    assert documented is not None
+    for parameter in inspect.signature(child.run_child).parameters:
+        assert parameter in documented.group(1), f"run_child's parameter {parameter!r} is not in docs/probes.md"

@@ -170,7 +170,17 @@ def run_compile_time(context: ProbeContext) -> ProbeResult:
             "warm_apply_seconds": warm["apply_seconds"],
             "warm_first_call_seconds": warm["first_call_seconds"],
             "eager_first_call_seconds": cold["eager_first_call_seconds"],
-            "measure": "fresh process: apply strategy + first call; cold = empty caches, warm = caches from cold",
+            # compile_model's own split: applying + the first compiled call, then validation.
+            "cold_compile_seconds": cold.get("report_compile_seconds"),
+            "warm_compile_seconds": warm.get("report_compile_seconds"),
+            "cold_validation_seconds": cold.get("report_validation_seconds"),
+            "warm_validation_seconds": warm.get("report_validation_seconds"),
+            "cold_warm_start": cold.get("warm_start"),
+            "warm_warm_start": warm.get("warm_start"),
+            "measure": (
+                "fresh process: apply strategy (compile + validation at the cell's batch size) + first "
+                "acting call; cold = empty caches, warm = caches from cold"
+            ),
         },
     )
 

@@ -7,6 +7,10 @@ applies the strategy, runs the workload and prints one JSON line prefixed with
 ``/proc/self/status`` on Linux): a process of its own, so earlier cells of the run cannot
 inflate it. ``getrusage(...).ru_maxrss`` is not used on Linux because the kernel carries it
 across fork + exec, so a child of a large parent would start at the parent's peak.
+
+Probes of plugins that need a fresh process of their own reuse the pieces:
+:func:`run_child` with their ``module``, :func:`child_main` as that module's entry,
+:func:`build_probe_context` to rebuild the cell, and the RSS readers.
 """
 
 from __future__ import annotations
@@ -17,37 +21,75 @@ import resource
 import subprocess
 import sys
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
 RESULT_PREFIX = "KEISEI_CHILD_RESULT "
+CHILD_MODULE = "keisei_core.bench.child"
 
 
 class ChildError(RuntimeError):
     """The child process failed, timed out or printed no result."""
 
 
-def _maxrss_bytes() -> int:
+def _status_bytes(field: str) -> int | None:
+    """A ``kB`` field of ``/proc/self/status`` (Linux) in bytes, or None elsewhere."""
     try:
         with open("/proc/self/status", encoding="ascii") as status:
             for line in status:
-                if line.startswith("VmHWM:"):
+                if line.startswith(field + ":"):
                     return int(line.split()[1]) * 1024  # the kernel reports kB
     except OSError:
-        pass  # not Linux: ru_maxrss below is this process's own peak there
+        return None
+    return None
+
+
+def _ownpeak_rss_bytes() -> int:
     rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     # Linux reports KiB, macOS bytes.
     return int(rss if sys.platform == "darwin" else rss * 1024)
 
 
-def run_child(task: Mapping[str, Any], *, timeout: float, env: Mapping[str, str] | None = None) -> dict[str, Any]:
-    """Run ``task`` in a fresh interpreter and return its result dict (bounded by ``timeout``)."""
+def peak_rss_bytes() -> int:
+    """This process's resident high-water mark (``VmHWM``; ``ru_maxrss`` where there is no
+    /proc, i.e. not Linux, where it is the process's own peak)."""
+    peak = _status_bytes("VmHWM")
+    return peak if peak is not None else _ownpeak_rss_bytes()
+
+
+def current_rss_bytes() -> int:
+    """This process's resident size now (``VmRSS``; the peak where there is no /proc)."""
+    current = _status_bytes("VmRSS")
+    return current if current is not None else _ownpeak_rss_bytes()
+
+
+def reset_peak_rss() -> bool:
+    """Restart ``VmHWM`` from the current resident size (Linux >= 4.0), so a following
+    peak covers only what runs after; False where that is not possible."""
+    try:
+        with open("/proc/self/clear_refs", "w", encoding="ascii") as refs:
+            refs.write("5")
+    except OSError:
+        return False
+    return True
+
+
+def run_child(
+    task: Mapping[str, Any],
+    *,
+    timeout: float,
+    env: Mapping[str, str] | None = None,
+    module: str = CHILD_MODULE,
+) -> dict[str, Any]:
+    """Run ``task`` in a fresh interpreter (``python -m module``, default this module) and
+    return its result dict, bounded by ``timeout``. A plugin's own child measurement passes
+    its module, whose ``__main__`` calls :func:`child_main`."""
     child_env = dict(os.environ)
     child_env.update(env or {})
     try:
         proc = subprocess.run(
-            [sys.executable, "-m", "keisei_core.bench.child"],
+            [sys.executable, "-m", module],
             input=json.dumps(dict(task)),
             capture_output=True,
             text=True,
@@ -56,19 +98,33 @@ def run_child(task: Mapping[str, Any], *, timeout: float, env: Mapping[str, str]
             check=False,
         )
     except subprocess.TimeoutExpired:
-        raise ChildError(f"child measurement did not finish within {timeout:.0f} s") from None
+        raise ChildError(f"child measurement ({module}) did not finish within {timeout:.0f} s") from None
     for line in reversed(proc.stdout.splitlines()):
         if line.startswith(RESULT_PREFIX):
             result: dict[str, Any] = json.loads(line[len(RESULT_PREFIX) :])
             if "error" in result:
-                raise ChildError(f"child measurement failed: {result['error']}")
+                raise ChildError(f"child measurement ({module}) failed: {result['error']}")
             return result
     tail = " | ".join(proc.stderr.strip().splitlines()[-3:])
-    raise ChildError(f"child measurement exited with status {proc.returncode} and no result: {tail}")
+    raise ChildError(f"child measurement ({module}) exited with status {proc.returncode} and no result: {tail}")
 
 
-def _build_context(task: Mapping[str, Any], host: Any) -> Any:
-    """The cell, rebuilt: a ProbeContext around a fresh eager model (strategy not applied)."""
+def child_main(measure: Callable[[dict[str, Any]], dict[str, Any]]) -> int:
+    """The child side of :func:`run_child`: read the task from stdin, run ``measure`` and
+    print its result (or the error, in one line) after :data:`RESULT_PREFIX`."""
+    try:
+        result = measure(json.loads(sys.stdin.read()))
+    except Exception as exc:  # reported to the parent as one line, which records the cell failed
+        text = " ".join(str(exc).split())[:400]
+        result = {"error": f"{type(exc).__name__}: {text}"}
+    sys.stdout.write(RESULT_PREFIX + json.dumps(result) + "\n")
+    sys.stdout.flush()
+    return 0
+
+
+def build_probe_context(task: Mapping[str, Any], host: Any) -> Any:
+    """The cell, rebuilt in a child: a ProbeContext around a fresh eager model from the
+    task's model name, options, seed, device, dtype and mode (strategy not applied yet)."""
     import torch
 
     from keisei_core.bench.probe_api import ProbeContext
@@ -110,7 +166,8 @@ def _workload(context: Any, model: Any) -> Any:
     return act_call(model, context.observations(), context.legal_masks())
 
 
-def _apply(context: Any, host: Any) -> tuple[Any, Any]:
+def apply_cell_strategy(context: Any, host: Any) -> tuple[Any, Any]:
+    """The cell's strategy applied and validated at the cell's batch size, as the engine does."""
     from keisei_core.bench.strategies import apply_strategy
 
     return apply_strategy(
@@ -121,36 +178,43 @@ def _apply(context: Any, host: Any) -> tuple[Any, Any]:
 
 
 def _measure(task: Mapping[str, Any]) -> dict[str, Any]:
-    baseline = _maxrss_bytes()
+    baseline = peak_rss_bytes()
     import torch
 
     torch.set_num_threads(int(task["threads"]))
     from keisei_core.plugins import PluginHost
 
     host = PluginHost(list(task.get("plugins", [])), warn=lambda _message: None).load()
-    after_import = _maxrss_bytes()
-    context = _build_context(task, host)
-    after_build = _maxrss_bytes()
+    after_import = peak_rss_bytes()
+    context = build_probe_context(task, host)
+    after_build = peak_rss_bytes()
     result: dict[str, Any] = {
         "rss_start_bytes": baseline,
         "rss_after_import_bytes": after_import,
         "rss_after_build_bytes": after_build,
     }
     if task["kind"] == "memory":
-        model, _report = _apply(context, host)
-        after_apply = _maxrss_bytes()
+        model, _report = apply_cell_strategy(context, host)
+        after_apply = peak_rss_bytes()
         work = _workload(context, model)
         for _ in range(int(task.get("repeats", 3))):
             work()
-        result.update(rss_after_apply_bytes=after_apply, rss_peak_bytes=_maxrss_bytes())
+        result.update(rss_after_apply_bytes=after_apply, rss_peak_bytes=peak_rss_bytes())
     elif task["kind"] == "compile":
         eager_work = _workload(context, context.eager_model)
         start = time.perf_counter()
         eager_work()
         result["eager_first_call_seconds"] = time.perf_counter() - start
         start = time.perf_counter()
-        model, _report = _apply(context, host)
+        model, report = apply_cell_strategy(context, host)
         applied = time.perf_counter()
+        report = report or {}
+        # The compile report splits applying + the first compiled call from validation.
+        result.update(
+            report_compile_seconds=report.get("compile_seconds"),
+            report_validation_seconds=report.get("validation_seconds"),
+            warm_start=report.get("warm_start"),
+        )
         _workload(context, model)()
         if context.device == "cuda":
             torch.cuda.synchronize()
@@ -162,15 +226,7 @@ def _measure(task: Mapping[str, Any]) -> dict[str, Any]:
 
 
 def main() -> int:
-    try:
-        task = json.loads(sys.stdin.read())
-        result = _measure(task)
-    except Exception as exc:  # reported to the parent as one line, which records the cell failed
-        text = " ".join(str(exc).split())[:400]
-        result = {"error": f"{type(exc).__name__}: {text}"}
-    sys.stdout.write(RESULT_PREFIX + json.dumps(result) + "\n")
-    sys.stdout.flush()
-    return 0
+    return child_main(_measure)
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -29,14 +29,13 @@ on disk holds every finished cell.
 from __future__ import annotations
 
 import json
-import os
-import tempfile
 from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
 import attrs
 
+from keisei_core.atomic_files import write_json_atomic
 from keisei_core.bench.probe_api import ProbeResult
 from keisei_core.bench.stats import Statistics
 from keisei_core.errors import KeiseiError
@@ -168,25 +167,6 @@ class Results:
             raise ValueError("results have no path to save to")
         write_json_atomic(target, self.to_dict())
         return target
-
-
-def write_json_atomic(path: Path, data: Any) -> None:
-    """Write JSON to a temporary file beside ``path``, fsync it, then rename over ``path``."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as handle:
-            json.dump(data, handle, indent=1, allow_nan=False)
-            handle.write("\n")
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except FileNotFoundError:
-            pass
-        raise
 
 
 def load_results(path: str | Path) -> Results:

@@ -22,9 +22,7 @@ mismatched file is one :class:`~keisei_core.errors.CheckpointError`, never a par
 
 from __future__ import annotations
 
-import os
 import platform
-import tempfile
 from collections.abc import Mapping
 from datetime import datetime, timezone
 from pathlib import Path
@@ -32,6 +30,7 @@ from typing import TYPE_CHECKING, Any
 
 import attrs
 
+from keisei_core.atomic_files import atomic_open
 from keisei_core.checkpoints.state_dicts import (
     WRAPPER_KEY,
     load_into,
@@ -174,20 +173,8 @@ def save_checkpoint(
     if optimizer is not None:
         payload["optimizer_state_dict"] = optimizer.state_dict()
     target = Path(path)
-    target.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
-    try:
-        with os.fdopen(fd, "wb") as handle:
-            torch.save(payload, handle)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(tmp, target)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except FileNotFoundError:
-            pass
-        raise
+    with atomic_open(target, "wb") as handle:
+        torch.save(payload, handle)
     return target
 
 

@@ -11,8 +11,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
-import tempfile
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
@@ -20,6 +18,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from keisei_core.atomic_files import atomic_path
 from keisei_core.compile.wrapping import ForwardWrapper, forward_wrappers, wrapper_name
 from keisei_core.specs import StrategyContext
 
@@ -76,12 +75,6 @@ def artifact_path(context: StrategyContext, strategy: str, key: str, suffix: str
 def build_atomically(path: Path, build: Callable[[Path], Any]) -> None:
     """Run ``build(temporary_path)`` and rename the result to ``path``: a crash or a parallel
     run never leaves a half-written artifact under the final name."""
-    handle, temporary = tempfile.mkstemp(prefix=f".{path.stem}.", suffix=path.suffix, dir=path.parent)
-    os.close(handle)
-    try:
-        build(Path(temporary))
-        os.replace(temporary, path)
-    finally:
-        if os.path.exists(temporary):
-            os.unlink(temporary)
+    with atomic_path(path, suffix=path.suffix) as temporary:
+        build(temporary)
 

@@ -148,7 +148,7 @@ def _rank_device(task: Mapping[str, Any], local_rank: int) -> torch.device:
 def run_cell_in_group(task: Mapping[str, Any], *, local_rank: int, phase: PhaseLog | None = None) -> dict[str, Any]:
     """Measure one cell inside an initialised process group; every rank returns the
     gathered summary (``ranks`` holds one entry per rank)."""
-    from keisei_core.bench.child import _apply, _build_context
+    from keisei_core.bench.child import apply_cell_strategy, build_probe_context
     from keisei_core.bench.stats import summarize
     from keisei_core.bench.timing import measure
     from keisei_core.bench.workloads import ppo_step
@@ -170,10 +170,10 @@ def run_cell_in_group(task: Mapping[str, Any], *, local_rank: int, phase: PhaseL
         phase("loading plugins")
         host = PluginHost(list(task["plugins"]), warn=lambda _message: None).load()
         phase("building the model")
-        context = _build_context({**task, "threads": plan["threads_per_rank"], "training": True}, host)
+        context = build_probe_context({**task, "threads": plan["threads_per_rank"], "training": True}, host)
         context.settings = BenchSettings(**task["settings"])
         phase(f"applying strategy {task['strategy']}")
-        model, report = _apply(context, host)
+        model, report = apply_cell_strategy(context, host)
         model.train(True)
     except Exception as exc:  # reported by every rank below, then raised
         error = exc

@@ -128,10 +128,8 @@ def test_compile_model_validates_fused_se_in_eval_and_train() -> None:
 
 
 def test_composes_before_a_compiler() -> None:
-    """``fused-se`` is a transform: it may precede any compiler (``fused-se+inductor``).
-    Compiling that composition end to end takes minutes on a 2-core CPU, so the test
-    suite checks the op under torch.compile on the unit (test_ops) and the composition
-    here; the README's end-to-end figures run it on the ResTower."""
+    """``fused-se`` is a transform: it may precede any compiler (``fused-se+inductor``);
+    the next test compiles that composition end to end."""
     from keisei_core.api import list_strategies
     from keisei_core.compile import CompositionError, parse_composition
     from keisei_core.plugins import get_host
@@ -143,6 +141,41 @@ def test_composes_before_a_compiler() -> None:
         assert composition.names == ("fused-se", compiler)
     with pytest.raises(CompositionError):
         parse_composition("eager+fused-se", strategies)
+
+
+@pytest.mark.slow
+def test_fused_se_plus_inductor_compiles_validates_and_runs_the_op_in_the_graph() -> None:
+    """``fused-se+inductor`` end to end on a small model: validated against eager in eval
+    and train mode, no graph break around the custom op, and the PPO methods run the
+    fused op from inside Inductor's code (the profiler sees the CPU kernel once per unit
+    inside the compiled region)."""
+    from keisei_core.api import list_strategies
+    from keisei_core.compile import compile_model
+
+    if "inductor" not in {r.name for r in list_strategies()}:
+        pytest.skip("keisei-plugin-inductor is not installed")
+    torch.manual_seed(3)
+    model = ToyTower(width=8)
+    compiled, report = compile_model(model, "fused-se+inductor", batch_sizes=(8,))
+    assert report.status == "compiled", report.reason
+    assert report.modes == ("eval", "train")
+    assert report.notes["fused_se_units"] == 2
+    assert all(check.passed for check in report.checks)
+    # One graph per (mode, grad) pair: eval without grad, train with grad. A graph break
+    # at the custom op would split each of them.
+    assert report.graphs <= 2, report.graphs
+    assert list(compiled.state_dict()) == list(model.state_dict())
+
+    obs = torch.zeros(8, 4, 9, 9)
+    obs[:, 0, 4, 4] = 1.0
+    masks = torch.ones(8, ToyTower.num_actions, dtype=torch.bool)
+    compiled.eval()
+    with torch.profiler.profile(activities=[torch.profiler.ProfilerActivity.CPU]) as profile, torch.no_grad():
+        compiled.get_action_and_value(obs, masks, deterministic=True)
+    names = [event.name for event in profile.events()]
+    # The CPU kernel runs once per SE unit (two units, one acting call).
+    assert names.count("keisei_fused_se::se_unit_cpu") == 2, sorted(set(names))
+    assert any(name.startswith("Torch-Compiled Region") for name in names), sorted(names)
 
 
 @pytest.mark.slow

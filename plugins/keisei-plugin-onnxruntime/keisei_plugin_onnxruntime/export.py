@@ -22,9 +22,7 @@ import contextlib
 import hashlib
 import json
 import logging
-import os
 import re
-import tempfile
 import time
 import warnings
 from collections.abc import Iterator, Mapping
@@ -35,6 +33,7 @@ import attrs
 import torch
 from torch import nn
 
+from keisei_core.atomic_files import write_bytes_atomic
 from keisei_plugin_onnxruntime import __version__ as plugin_version
 from keisei_plugin_onnxruntime.errors import OnnxExportError
 
@@ -158,21 +157,6 @@ def export_to_onnx(model: nn.Module, example_obs: torch.Tensor, label: str) -> t
     return data, opset
 
 
-def _atomic_write(path: Path, data: bytes) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as handle:
-            handle.write(data)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            os.unlink(tmp)
-        raise
-
-
 def _file_sha256(path: Path) -> str:
     digest = hashlib.sha256()
     with path.open("rb") as handle:
@@ -223,8 +207,8 @@ def export_and_store(
     }
     try:
         # The sidecar goes second: an .onnx file without a matching sidecar is never used.
-        _atomic_write(onnx_path, data)
-        _atomic_write(meta_path, json.dumps(meta, indent=2, sort_keys=True).encode())
+        write_bytes_atomic(onnx_path, data)
+        write_bytes_atomic(meta_path, json.dumps(meta, indent=2, sort_keys=True).encode())
     except OSError as exc:
         # A read-only or full cache costs the warm start, not the compile.
         return Exported(None, data, seconds, opset), f"cache not written ({exc.strerror or exc})"

@@ -196,16 +196,19 @@ def test_registered_as_a_training_probe() -> None:
 
 @pytest.mark.skipif(not Path("/proc/self/status").exists(), reason="reads /proc (Linux)")
 def test_train_memory_child_does_not_inherit_the_parents_peak() -> None:
-    from keisei_plugin_train_memory.train_memory import run_child
+    from keisei_plugin_train_memory.train_memory import CHILD_MODULE
+
+    from keisei_core.bench.child import run_child
 
     ballast = torch.ones(100 * MIB)  # 400 MiB resident in this (parent) process
     task = {
         "model": "actor-critic", "options": {"conv_channels": 4, "num_actions": 300}, "strategy": "eager",
-        "batch_size": 4, "dtype": "float32", "seed": 0, "threads": 1, "plugins": [], "steps": 2,
+        "batch_size": 4, "device": "cpu", "dtype": "float32", "training": True, "seed": 0, "threads": 1,
+        "plugins": [], "steps": 2,
     }
     parent_rss = int(next(line for line in Path("/proc/self/status").read_text().splitlines() if line.startswith("VmRSS:")).split()[1]) * 1024
     assert parent_rss > ballast.numel() * 4
-    result = run_child(task, timeout=300)
+    result = run_child(task, timeout=300, module=CHILD_MODULE)
     # getrusage's peak would start at the parent's resident size (it survives fork + exec).
     assert result["rss_peak_bytes"] < parent_rss
     assert result["saved_for_backward_bytes"] > 0
