@@ -109,9 +109,11 @@ at::Tensor se_unit_forward(const at::Tensor& y_in, const at::Tensor& residual_in
   const int64_t C = y.size(1);
   const int64_t H = w1.size(0);
   const auto acc = accumulate_type(y.scalar_type());
-  const at::Tensor w1t = w1.to(acc).t().contiguous();
+  // Views of the caller's weights when they are already contiguous in the accumulate
+  // type (float32 and float64 models): nothing is copied per call.
+  const at::Tensor w1a = w1.to(acc).contiguous();
   const at::Tensor b1a = b1.to(acc).contiguous();
-  const at::Tensor w2t = w2.to(acc).t().contiguous();
+  const at::Tensor w2a = w2.to(acc).contiguous();
   const at::Tensor b2a = b2.to(acc).contiguous();
   const int64_t stride = 3 * C + H;
   at::Tensor scratch = at::empty({B, stride}, y.options().dtype(acc));
@@ -120,8 +122,8 @@ at::Tensor se_unit_forward(const at::Tensor& y_in, const at::Tensor& residual_in
                    film,          C,
                    y.size(2) * y.size(3), H,
                    y.data_ptr(),  x.data_ptr(),
-                   out.data_ptr(), w1t.data_ptr(),
-                   b1a.data_ptr(), w2t.data_ptr(),
+                   out.data_ptr(), w1a.data_ptr(),
+                   b1a.data_ptr(), w2a.data_ptr(),
                    b2a.data_ptr(), scratch.data_ptr(),
                    stride};
   const KernelTable& kernels = active_kernels();
@@ -157,10 +159,8 @@ se_unit_backward(const at::Tensor& grad_in, const at::Tensor& y_in, const at::Te
   at::Tensor pooled = at::empty({B, C}, acc_options);
   if (B > 0) {
     const at::Tensor w1a = w1.to(acc).contiguous();
-    const at::Tensor w1t = w1a.t().contiguous();
     const at::Tensor b1a = b1.to(acc).contiguous();
     const at::Tensor w2a = w2.to(acc).contiguous();
-    const at::Tensor w2t = w2a.t().contiguous();
     const at::Tensor b2a = b2.to(acc).contiguous();
     const int64_t stride = 5 * C + H;
     at::Tensor scratch = at::empty({B, stride}, acc_options);
@@ -176,10 +176,8 @@ se_unit_backward(const at::Tensor& grad_in, const at::Tensor& y_in, const at::Te
                       grad_y.data_ptr(),
                       grad_residual.data_ptr(),
                       w1a.data_ptr(),
-                      w1t.data_ptr(),
                       b1a.data_ptr(),
                       w2a.data_ptr(),
-                      w2t.data_ptr(),
                       b2a.data_ptr(),
                       d_excite.data_ptr(),
                       d_hidden.data_ptr(),

@@ -208,20 +208,46 @@ inline void combine_rows(T* dst, const T* bias, const T* rows, int64_t stride, c
   }
 }
 
-// hidden = relu(fc1 pooled + b1); [gate, shift] = fc2 hidden + b2; gate = sigmoid(gate);
-// shift = 0 without FiLM. Weights come transposed (w1t [C, H], w2t [H, E]), so each layer
-// is a combination of contiguous rows weighted by the layer's input.
+// dst[r] = bias[r] + dot(rows[r * stride .. r * stride + n), v) for r < nrows (bias may be
+// null: zero). The weights keep the layout torch stores them in (one output per row), so
+// no call pays for a transposed copy; two accumulators keep the FMAs independent.
 template <typename T>
-inline void excite_sample(const T* w1t, const T* b1, const T* w2t, const T* b2, const T* pooled,
+inline void dot_rows(T* dst, const T* bias, const T* rows, int64_t stride, const T* v, int64_t nrows,
+                     int64_t n) {
+  using Vec = Vectorized<T>;
+  constexpr int64_t V = Vec::size();
+  for (int64_t r = 0; r < nrows; ++r) {
+    const T* row = rows + r * stride;
+    Vec a0(T(0));
+    Vec a1(T(0));
+    int64_t i = 0;
+    for (; i + 2 * V <= n; i += 2 * V) {
+      a0 = at::vec::fmadd(Vec::loadu(row + i), Vec::loadu(v + i), a0);
+      a1 = at::vec::fmadd(Vec::loadu(row + i + V), Vec::loadu(v + i + V), a1);
+    }
+    for (; i + V <= n; i += V) {
+      a0 = at::vec::fmadd(Vec::loadu(row + i), Vec::loadu(v + i), a0);
+    }
+    T total = hsum<T>(a0 + a1);
+    for (; i < n; ++i) {
+      total += row[i] * v[i];
+    }
+    dst[r] = (bias != nullptr ? bias[r] : T(0)) + total;
+  }
+}
+
+// hidden = relu(fc1 pooled + b1); [gate, shift] = fc2 hidden + b2; gate = sigmoid(gate);
+// shift = 0 without FiLM. Weights as torch stores them: w1 [H, C], w2 [E, H].
+template <typename T>
+inline void excite_sample(const T* w1, const T* b1, const T* w2, const T* b2, const T* pooled,
                           int64_t C, int64_t H, bool film, T* hidden, T* gate, T* shift) {
-  const int64_t E = film ? 2 * C : C;
-  combine_rows<T>(hidden, b1, w1t, H, pooled, C, H, false);
+  dot_rows<T>(hidden, b1, w1, C, pooled, H, C);
   for (int64_t j = 0; j < H; ++j) {
     hidden[j] = relu_scalar<T>(hidden[j]);
   }
-  combine_rows<T>(gate, b2, w2t, E, hidden, H, C, true);
+  dot_rows<T>(gate, b2, w2, H, hidden, C, H);
   if (film) {
-    combine_rows<T>(shift, b2 + C, w2t + C, E, hidden, H, C, true);
+    dot_rows<T>(shift, b2 + C, w2 + C * H, H, hidden, C, H);
   } else {
     fill<T>(shift, T(0), C);
   }
@@ -281,9 +307,9 @@ void forward_range(const ForwardArgs& a, int64_t begin, int64_t end) {
   const auto* y = static_cast<const scalar_t*>(a.y);
   const auto* x = static_cast<const scalar_t*>(a.residual);
   auto* out = static_cast<scalar_t*>(a.out);
-  const auto* w1t = static_cast<const T*>(a.w1t);
+  const auto* w1 = static_cast<const T*>(a.w1);
   const auto* b1 = static_cast<const T*>(a.b1);
-  const auto* w2t = static_cast<const T*>(a.w2t);
+  const auto* w2 = static_cast<const T*>(a.w2);
   const auto* b2 = static_cast<const T*>(a.b2);
   for (int64_t b = begin; b < end; ++b) {
     T* pooled = static_cast<T*>(a.scratch) + b * a.scratch_stride;
@@ -292,7 +318,7 @@ void forward_range(const ForwardArgs& a, int64_t begin, int64_t end) {
     T* hidden = shift + C;
     const int64_t off = b * sample;
     pool_sample<scalar_t>(y + off, a.channels_last, C, HW, pooled);
-    excite_sample<T>(w1t, b1, w2t, b2, pooled, C, H, a.film, hidden, gate, shift);
+    excite_sample<T>(w1, b1, w2, b2, pooled, C, H, a.film, hidden, gate, shift);
     apply_sample<scalar_t>(y + off, x + off, out + off, a.channels_last, C, HW, gate, shift);
   }
 }
@@ -419,10 +445,8 @@ void backward_range(const BackwardArgs& a, int64_t begin, int64_t end) {
   auto* gy = static_cast<scalar_t*>(a.grad_y);
   auto* gx = static_cast<scalar_t*>(a.grad_residual);
   const auto* w1 = static_cast<const T*>(a.w1);
-  const auto* w1t = static_cast<const T*>(a.w1t);
   const auto* b1 = static_cast<const T*>(a.b1);
   const auto* w2 = static_cast<const T*>(a.w2);
-  const auto* w2t = static_cast<const T*>(a.w2t);
   const auto* b2 = static_cast<const T*>(a.b2);
   const T inv_hw = T(1) / T(HW);
   for (int64_t b = begin; b < end; ++b) {
@@ -442,7 +466,7 @@ void backward_range(const BackwardArgs& a, int64_t begin, int64_t end) {
     for (int64_t c = 0; c < C; ++c) {
       pooled[c] *= inv_hw;
     }
-    excite_sample<T>(w1t, b1, w2t, b2, pooled, C, H, a.film, hidden, gate, shift);
+    excite_sample<T>(w1, b1, w2, b2, pooled, C, H, a.film, hidden, gate, shift);
 
     // d(fc2 output): gate logits get sum(go * y) * sigmoid'; the FiLM shift gets sum(go).
     for (int64_t k = 0; k < C; ++k) {

@@ -116,3 +116,23 @@ def test_triton_kernels_through_the_interpreter(subprocess_checks) -> None:  # t
     pytest.importorskip("triton")
     code, output = subprocess_checks.result("triton-interpret")
     assert code == 0, output
+
+
+def test_module_acting_on_cpu_skips_the_autograd_wrapper_and_matches_it() -> None:
+    """Without anything to differentiate, FusedSEUnit calls the C++ op directly (the
+    public op's Python dispatch costs more than the kernel at batch 1); with gradients
+    it goes through ``se_unit`` and its autograd formula. Both give the same numbers."""
+    for name, (_eager, fused) in _units().items():
+        y, x = torch.randn(2, 16, 9, 9), torch.randn(2, 16, 9, 9)
+
+        def op_calls(grad: bool) -> tuple[list[str], torch.Tensor]:
+            with torch.profiler.profile() as profile, torch.set_grad_enabled(grad):
+                out = fused(y, x)
+            return [e.name for e in profile.events() if e.name.startswith("keisei_fused_se::")], out
+
+        acting, acting_out = op_calls(False)
+        assert acting == ["keisei_fused_se::se_unit_cpu"], (name, acting)
+        training, training_out = op_calls(True)
+        assert "keisei_fused_se::se_unit" in training, (name, training)
+        assert training_out.requires_grad and not acting_out.requires_grad
+        torch.testing.assert_close(acting_out, training_out.detach(), atol=0, rtol=0)

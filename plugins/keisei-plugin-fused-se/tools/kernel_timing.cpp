@@ -20,17 +20,17 @@ using namespace keisei_fused_se;
 int main() {
   const int64_t B = 64, C = 256, HW = 81, H = 64, S = 3 * C + H;
   std::vector<float> y(B * C * HW), x(B * C * HW), out(B * C * HW);
-  std::vector<float> w1t(C * H), w2t(H * C), b1(H), b2(C), scratch(B * S);
+  std::vector<float> w1(H * C), w2(C * H), b1(H), b2(C), scratch(B * S);
   for (size_t i = 0; i < y.size(); ++i) {
     y[i] = float(i * 2654435761u % 1000) / 500.0f - 1.0f;
     x[i] = float(i * 7 % 1000) / 500.0f - 1.0f;
   }
-  for (size_t i = 0; i < w1t.size(); ++i) {
-    w1t[i] = float(int(i % 7) - 3) / 64.0f;
-    w2t[i] = float(int(i % 5) - 2) / 32.0f;
+  for (size_t i = 0; i < w1.size(); ++i) {
+    w1[i] = float(int(i % 7) - 3) / 64.0f;
+    w2[i] = float(int(i % 5) - 2) / 32.0f;
   }
   ForwardArgs args{ScalarKind::Float, false, false, C, HW, H, y.data(), x.data(), out.data(),
-                   w1t.data(), b1.data(), w2t.data(), b2.data(), scratch.data(), S};
+                   w1.data(), b1.data(), w2.data(), b2.data(), scratch.data(), S};
   auto best_us = [](const std::function<void()>& fn) {
     double best = 1e30;
     for (int rep = 0; rep < 200; ++rep) {
@@ -47,7 +47,7 @@ int main() {
   const double excite = best_us([&] {
     for (int64_t b = 0; b < B; ++b) {
       float* p = scratch.data() + b * S;
-      AVX512::excite_sample<float>(w1t.data(), b1.data(), w2t.data(), b2.data(), p, C, H, false, p + 3 * C, p + C, p + 2 * C);
+      AVX512::excite_sample<float>(w1.data(), b1.data(), w2.data(), b2.data(), p, C, H, false, p + 3 * C, p + C, p + 2 * C);
     }
   });
   const double apply = best_us([&] {
