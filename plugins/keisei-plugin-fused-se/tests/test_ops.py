@@ -118,21 +118,50 @@ def test_triton_kernels_through_the_interpreter(subprocess_checks) -> None:  # t
     assert code == 0, output
 
 
-def test_module_acting_on_cpu_skips_the_autograd_wrapper_and_matches_it() -> None:
-    """Without anything to differentiate, FusedSEUnit calls the C++ op directly (the
-    public op's Python dispatch costs more than the kernel at batch 1); with gradients
-    it goes through ``se_unit`` and its autograd formula. Both give the same numbers."""
+def test_module_on_cpu_calls_the_cpp_op_with_its_cpp_autograd() -> None:
+    """Outside torch.compile, FusedSEUnit on CPU calls ``se_unit_cpu`` directly, with or
+    without gradients (the public op's Python dispatch and autograd formula cost more
+    than the kernel at batch 1). Its C++ autograd formula gives the public op's
+    gradients, and gradcheck passes in float64."""
     for name, (_eager, fused) in _units().items():
         y, x = torch.randn(2, 16, 9, 9), torch.randn(2, 16, 9, 9)
 
-        def op_calls(grad: bool) -> tuple[list[str], torch.Tensor]:
+        def op_calls(grad: bool) -> tuple[list[str], torch.Tensor, tuple[torch.Tensor, ...]]:
+            y1, x1 = y.clone().requires_grad_(grad), x.clone().requires_grad_(grad)
             with torch.profiler.profile() as profile, torch.set_grad_enabled(grad):
-                out = fused(y, x)
-            return [e.name for e in profile.events() if e.name.startswith("keisei_fused_se::")], out
+                out = fused(y1, x1)
+                grads = torch.autograd.grad(out, [y1, x1, *fused.parameters()], torch.ones_like(out)) if grad else ()
+            calls = [e.name for e in profile.events() if e.name.startswith("keisei_fused_se::")]
+            return calls, out, grads
 
-        acting, acting_out = op_calls(False)
+        acting, acting_out, _ = op_calls(False)
         assert acting == ["keisei_fused_se::se_unit_cpu"], (name, acting)
-        training, training_out = op_calls(True)
-        assert "keisei_fused_se::se_unit" in training, (name, training)
-        assert training_out.requires_grad and not acting_out.requires_grad
+        training, training_out, grads = op_calls(True)
+        assert "keisei_fused_se::se_unit" not in training, (name, training)
+        assert training.count("keisei_fused_se::se_unit_cpu") == 1 and "keisei_fused_se::se_unit_backward_cpu" in training
         torch.testing.assert_close(acting_out, training_out.detach(), atol=0, rtol=0)
+
+        # The same gradients through the public op's (Python) autograd formula.
+        y2, x2 = y.clone().requires_grad_(), x.clone().requires_grad_()
+        weights = [fused.fc1.weight.flatten(1), fused.fc1.bias, fused.fc2.weight.flatten(1), fused.fc2.bias]
+        public = se_unit(y2, x2, *weights, fused.film)
+        expected = torch.autograd.grad(public, [y2, x2, *fused.parameters()], torch.ones_like(public))
+        for got, want in zip(grads, expected, strict=True):
+            torch.testing.assert_close(got, want, atol=0, rtol=0)
+
+
+def test_cpp_autograd_of_the_cpu_op_passes_gradcheck() -> None:
+    torch.manual_seed(0)
+    for film in (False, True):
+        excite = 2 * 5 if film else 5
+        inputs = (
+            torch.randn(2, 5, 3, 4, dtype=torch.float64, requires_grad=True),
+            torch.randn(2, 5, 3, 4, dtype=torch.float64, requires_grad=True),
+            torch.randn(3, 5, dtype=torch.float64, requires_grad=True),
+            torch.randn(3, dtype=torch.float64, requires_grad=True),
+            torch.randn(excite, 3, dtype=torch.float64, requires_grad=True),
+            torch.randn(excite, dtype=torch.float64, requires_grad=True),
+        )
+        assert torch.autograd.gradcheck(
+            lambda *args: torch.ops.keisei_fused_se.se_unit_cpu(*args, film), inputs  # noqa: B023
+        )
