@@ -123,20 +123,21 @@ def test_module_on_cpu_calls_the_cpp_op_with_its_cpp_autograd() -> None:
     without gradients (the public op's Python dispatch and autograd formula cost more
     than the kernel at batch 1). Its C++ autograd formula gives the public op's
     gradients, and gradcheck passes in float64."""
+    def op_calls(
+        fused: FusedSEUnit, y: torch.Tensor, x: torch.Tensor, grad: bool
+    ) -> tuple[list[str], torch.Tensor, tuple[torch.Tensor, ...]]:
+        y1, x1 = y.clone().requires_grad_(grad), x.clone().requires_grad_(grad)
+        with torch.profiler.profile() as profile, torch.set_grad_enabled(grad):
+            out = fused(y1, x1)
+            grads = torch.autograd.grad(out, [y1, x1, *fused.parameters()], torch.ones_like(out)) if grad else ()
+        calls = [e.name for e in profile.events() if e.name.startswith("keisei_fused_se::")]
+        return calls, out, grads
+
     for name, (_eager, fused) in _units().items():
         y, x = torch.randn(2, 16, 9, 9), torch.randn(2, 16, 9, 9)
-
-        def op_calls(grad: bool) -> tuple[list[str], torch.Tensor, tuple[torch.Tensor, ...]]:
-            y1, x1 = y.clone().requires_grad_(grad), x.clone().requires_grad_(grad)
-            with torch.profiler.profile() as profile, torch.set_grad_enabled(grad):
-                out = fused(y1, x1)
-                grads = torch.autograd.grad(out, [y1, x1, *fused.parameters()], torch.ones_like(out)) if grad else ()
-            calls = [e.name for e in profile.events() if e.name.startswith("keisei_fused_se::")]
-            return calls, out, grads
-
-        acting, acting_out, _ = op_calls(False)
+        acting, acting_out, _ = op_calls(fused, y, x, False)
         assert acting == ["keisei_fused_se::se_unit_cpu"], (name, acting)
-        training, training_out, grads = op_calls(True)
+        training, training_out, grads = op_calls(fused, y, x, True)
         assert "keisei_fused_se::se_unit" not in training, (name, training)
         assert training.count("keisei_fused_se::se_unit_cpu") == 1 and "keisei_fused_se::se_unit_backward_cpu" in training
         torch.testing.assert_close(acting_out, training_out.detach(), atol=0, rtol=0)
