@@ -254,7 +254,9 @@ class ProbeContext:
 
             torch.cuda.synchronize()
 
-    def _timing_kwargs(self) -> dict[str, Any]:
+    def timing_settings(self) -> dict[str, Any]:
+        """The ``[bench]`` timing settings (and the device sync) as keyword arguments of
+        :func:`keisei_core.bench.timing.measure`, for probes that time with their own clock."""
         s = self.settings
         return {
             "warmup_seconds": s.warmup_seconds,
@@ -273,7 +275,7 @@ class ProbeContext:
         from keisei_core.bench.timing import MIN_BLOCK_SECONDS, measure
 
         block = 0.0 if per_call else MIN_BLOCK_SECONDS
-        return measure(fn, min_block_seconds=block, **self._timing_kwargs())
+        return measure(fn, min_block_seconds=block, **self.timing_settings())
 
     def time_interleaved(
         self, fns: Mapping[str, Callable[[], Any]], *, per_call: bool = False
@@ -283,4 +285,4 @@ class ProbeContext:
         from keisei_core.bench.timing import MIN_BLOCK_SECONDS, measure_interleaved
 
         block = 0.0 if per_call else MIN_BLOCK_SECONDS
-        return measure_interleaved(fns, seed=self.seed, min_block_seconds=block, **self._timing_kwargs())
+        return measure_interleaved(fns, seed=self.seed, min_block_seconds=block, **self.timing_settings())

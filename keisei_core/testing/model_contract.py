@@ -50,6 +50,7 @@ from keisei_core.observations import make_legal_masks, make_observations
 from keisei_core.plugins import PluginHost
 from keisei_core.testing import cases as c
 from keisei_core.testing import strategies as ks
+from keisei_core.testing.base import ContractBase
 from keisei_core.testing.tolerances import assert_close, tolerance_for
 
 CaseEntry = str | tuple[str, Mapping[str, Any]] | c.ModelCase
@@ -90,14 +91,12 @@ def slow_marks(host: PluginHost, strategy: str) -> list[pytest.MarkDecorator]:
     return [] if all(c.is_cheap_strategy(spec) for spec in parts) else [pytest.mark.slow]
 
 
-class ModelContract:
+class ModelContract(ContractBase):
     """Subclass (one line: ``model_name = "..."``) to run the model contract. See module doc."""
 
     model_name: ClassVar[str | None] = None
     model_options: ClassVar[Mapping[str, Any]] = {}
     model_cases: ClassVar[Sequence[CaseEntry] | None] = None
-    plugins: ClassVar[Sequence[str | Path]] = ()
-    device: ClassVar[str] = "cpu"
     batch_size: ClassVar[int] = 4
     max_examples: ClassVar[int] = 10
     strategies: ClassVar[str | Sequence[str] | None] = "*"
@@ -107,10 +106,6 @@ class ModelContract:
     compile_batch_sizes: ClassVar[Sequence[int] | None] = None
 
     # -- which models and strategies ------------------------------------------------------
-    @classmethod
-    def contract_host(cls) -> PluginHost:
-        return c.contract_host([str(p) for p in cls.plugins])
-
     @classmethod
     def contract_cases(cls, config: pytest.Config) -> list[c.ModelCase]:
         """The model cases this class tests (override to compute them)."""
@@ -155,11 +150,6 @@ class ModelContract:
             metafunc.parametrize("keisei_model_case", found, ids=[case.id for case in found], scope="class")
 
     # -- fixtures -------------------------------------------------------------------------
-    @pytest.fixture(scope="class")
-    @classmethod
-    def keisei_contract_host(cls) -> PluginHost:
-        return cls.contract_host()
-
     @pytest.fixture(scope="class")
     @classmethod
     def keisei_model(cls, keisei_contract_host: PluginHost, keisei_model_case: c.ModelCase) -> nn.Module:

@@ -24,13 +24,13 @@ from __future__ import annotations
 import json
 import math
 from collections.abc import Mapping, Sequence
-from pathlib import Path
 from typing import Any, ClassVar
 
 import pytest
 
 from keisei_core.plugins import PluginHost
 from keisei_core.testing import cases as c
+from keisei_core.testing.base import ContractBase
 
 # Short timing: the contract checks what a probe returns, not how precise it is.
 QUICK_TIMING: dict[str, Any] = {
@@ -42,7 +42,7 @@ QUICK_TIMING: dict[str, Any] = {
 }
 
 
-class ProbeContract:
+class ProbeContract(ContractBase):
     """Subclass (one line: ``probe_name = "..."``) to run the probe contract."""
 
     probe_name: ClassVar[str | None] = None
@@ -51,12 +51,6 @@ class ProbeContract:
     model_options: ClassVar[Mapping[str, Any]] = {"conv_channels": 4, "num_actions": 256}
     strategies: ClassVar[Sequence[str]] = ("eager",)
     batch_sizes: ClassVar[Sequence[int]] = (1, 4)
-    device: ClassVar[str] = "cpu"
-    plugins: ClassVar[Sequence[str | Path]] = ()
-
-    @classmethod
-    def contract_host(cls) -> PluginHost:
-        return c.contract_host([str(p) for p in cls.plugins])
 
     @classmethod
     def contract_probes(cls, config: pytest.Config) -> list[str]:
@@ -69,11 +63,6 @@ class ProbeContract:
     def pytest_generate_tests(self, metafunc: pytest.Metafunc) -> None:
         if "keisei_probe_name" in metafunc.fixturenames:
             metafunc.parametrize("keisei_probe_name", self.contract_probes(metafunc.config), scope="class")
-
-    @pytest.fixture(scope="class")
-    @classmethod
-    def keisei_contract_host(cls) -> PluginHost:
-        return cls.contract_host()
 
     @pytest.fixture(scope="class")
     @classmethod

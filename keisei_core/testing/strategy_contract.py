@@ -30,7 +30,6 @@ Class attributes: ``strategy_name`` (or ``strategy_names``), ``models`` (names o
 from __future__ import annotations
 
 from collections.abc import Sequence
-from pathlib import Path
 from typing import ClassVar
 
 import pytest
@@ -38,28 +37,23 @@ import torch
 
 from keisei_core.plugins import PluginHost
 from keisei_core.testing import cases as c
+from keisei_core.testing.base import ContractBase
 from keisei_core.testing.model_contract import CaseEntry, check_equivalence, option, slow_marks
 
 
-class StrategyContract:
+class StrategyContract(ContractBase):
     """Subclass (one line: ``strategy_name = "..."``) to run the strategy contract."""
 
     strategy_name: ClassVar[str | None] = None
     strategy_names: ClassVar[Sequence[str] | None] = None
     models: ClassVar[Sequence[CaseEntry] | None] = None
     model_size: ClassVar[str] = "shrunk"
-    plugins: ClassVar[Sequence[str | Path]] = ()
-    device: ClassVar[str] = "cpu"
     batch_size: ClassVar[int] = 4
     allow_fallback: ClassVar[bool] = False
     failing_kinds: ClassVar[Sequence[str]] = ("refusing", "drifting")
     compile_batch_sizes: ClassVar[Sequence[int] | None] = None
 
     # -- which strategies and models ------------------------------------------------------
-    @classmethod
-    def contract_host(cls) -> PluginHost:
-        return c.contract_host([str(p) for p in cls.plugins])
-
     @classmethod
     def contract_strategies(cls, config: pytest.Config) -> list[str]:
         if cls.strategy_names is not None:
@@ -122,11 +116,6 @@ class StrategyContract:
             )
         elif "keisei_strategy_name" in metafunc.fixturenames:
             metafunc.parametrize("keisei_strategy_name", strategies, scope="class")
-
-    @pytest.fixture(scope="class")
-    @classmethod
-    def keisei_contract_host(cls) -> PluginHost:
-        return cls.contract_host()
 
     # -- the contract ---------------------------------------------------------------------
     def test_spec_is_declared(self, keisei_contract_host: PluginHost, keisei_strategy_name: str) -> None:

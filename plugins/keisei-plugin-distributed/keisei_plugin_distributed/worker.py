@@ -102,18 +102,6 @@ def agreed_clock(device: torch.device) -> Callable[[], float]:
     return clock
 
 
-def _timing_kwargs(context: Any) -> dict[str, Any]:
-    s = context.settings
-    return {
-        "warmup_seconds": s.warmup_seconds,
-        "min_samples": s.min_samples,
-        "max_samples": s.max_samples,
-        "time_budget_seconds": s.time_budget_seconds,
-        "target_iqr_ratio": s.target_iqr_ratio,
-        "sync": context.synchronize if context.device == "cuda" else None,
-    }
-
-
 class CellBuildFailed(RuntimeError):
     """Some rank could not build or compile the cell; every rank raises this together."""
 
@@ -184,7 +172,7 @@ def run_cell_in_group(task: Mapping[str, Any], *, local_rank: int, phase: PhaseL
     if plan["baseline"]:
         if rank == 0:
             phase("timing one rank alone (baseline)")
-            seconds = measure(ppo_step(model, context.rollout_batch()), **_timing_kwargs(context))
+            seconds = measure(ppo_step(model, context.rollout_batch()), **context.timing_settings())
             baseline = seconds.to_dict()
         else:
             phase("waiting for rank 0's one-rank baseline")
@@ -211,7 +199,7 @@ def run_cell_in_group(task: Mapping[str, Any], *, local_rank: int, phase: PhaseL
         return loss
 
     phase("timing DDP steps")
-    seconds = measure(timed_step, clock=agreed_clock(device), **_timing_kwargs(context))
+    seconds = measure(timed_step, clock=agreed_clock(device), **context.timing_settings())
     measured = local_seconds[-seconds.n * seconds.calls_per_sample :]
     local = summarize(measured, unit="s", stop_reason=seconds.stop_reason)
     mine = {
