@@ -94,6 +94,42 @@ at::ScalarType accumulate_type(at::ScalarType type) {
   return type == at::kDouble ? at::kDouble : at::kFloat;
 }
 
+// From this batch size on, the kernels get transposed copies of the two weights and run
+// the MLP for groups of samples (kernels.h). The copies cost about as much as the
+// per-sample dot products of a few samples, so small batches (acting) go without.
+constexpr int64_t kTransposedWeightsMinBatch = 8;
+
+// Outputs at least this large are written with non-temporal stores (float32, AVX2 or
+// AVX512): such an output does not fit a core's L2 anyway, and skipping the read for
+// ownership saves a quarter of the forward's memory traffic. Smaller outputs (acting
+// batches) stay in cache for the convolution that reads them next.
+constexpr int64_t kStreamingMinBytes = 4 << 20;
+
+bool stream_output(const at::Tensor& out) {
+  return out.scalar_type() == at::kFloat && out.nbytes() >= kStreamingMinBytes;
+}
+
+// The weights in the accumulate type, as torch lays them out and (for batches of at least
+// kTransposedWeightsMinBatch) transposed. Views of the caller's tensors when they already
+// are contiguous in the accumulate type (float32 and float64 models).
+struct KernelWeights {
+  at::Tensor w1, b1, w2, b2, w1t, w2t;
+
+  KernelWeights(const at::Tensor& w1_in, const at::Tensor& b1_in, const at::Tensor& w2_in,
+                const at::Tensor& b2_in, at::ScalarType acc, int64_t batch)
+      : w1(w1_in.to(acc).contiguous()),
+        b1(b1_in.to(acc).contiguous()),
+        w2(w2_in.to(acc).contiguous()),
+        b2(b2_in.to(acc).contiguous()) {
+    if (batch >= kTransposedWeightsMinBatch) {
+      w1t = w1.t().contiguous();
+      w2t = w2.t().contiguous();
+    }
+  }
+
+  static const void* pointer(const at::Tensor& t) { return t.defined() ? t.data_ptr() : nullptr; }
+};
+
 at::Tensor se_unit_forward(const at::Tensor& y_in, const at::Tensor& residual_in,
                            const at::Tensor& w1, const at::Tensor& b1, const at::Tensor& w2,
                            const at::Tensor& b2, bool film) {
@@ -110,12 +146,7 @@ at::Tensor se_unit_forward(const at::Tensor& y_in, const at::Tensor& residual_in
   const int64_t C = y.size(1);
   const int64_t H = w1.size(0);
   const auto acc = accumulate_type(y.scalar_type());
-  // Views of the caller's weights when they are already contiguous in the accumulate
-  // type (float32 and float64 models): nothing is copied per call.
-  const at::Tensor w1a = w1.to(acc).contiguous();
-  const at::Tensor b1a = b1.to(acc).contiguous();
-  const at::Tensor w2a = w2.to(acc).contiguous();
-  const at::Tensor b2a = b2.to(acc).contiguous();
+  const KernelWeights w(w1, b1, w2, b2, acc, B);
   const int64_t stride = 3 * C + H;
   at::Tensor scratch = at::empty({B, stride}, y.options().dtype(acc));
 
@@ -123,10 +154,11 @@ at::Tensor se_unit_forward(const at::Tensor& y_in, const at::Tensor& residual_in
                    film,          C,
                    y.size(2) * y.size(3), H,
                    y.data_ptr(),  x.data_ptr(),
-                   out.data_ptr(), w1a.data_ptr(),
-                   b1a.data_ptr(), w2a.data_ptr(),
-                   b2a.data_ptr(), scratch.data_ptr(),
-                   stride};
+                   out.data_ptr(), w.w1.data_ptr(),
+                   w.b1.data_ptr(), w.w2.data_ptr(),
+                   w.b2.data_ptr(), KernelWeights::pointer(w.w1t),
+                   KernelWeights::pointer(w.w2t), scratch.data_ptr(),
+                   stride,        stream_output(out)};
   const KernelTable& kernels = active_kernels();
   at::parallel_for(0, B, 1, [&](int64_t begin, int64_t end) { kernels.forward(args, begin, end); });
   return out;
@@ -159,10 +191,7 @@ se_unit_backward(const at::Tensor& grad_in, const at::Tensor& y_in, const at::Te
   at::Tensor hidden_act = at::empty({B, H}, acc_options);
   at::Tensor pooled = at::empty({B, C}, acc_options);
   if (B > 0) {
-    const at::Tensor w1a = w1.to(acc).contiguous();
-    const at::Tensor b1a = b1.to(acc).contiguous();
-    const at::Tensor w2a = w2.to(acc).contiguous();
-    const at::Tensor b2a = b2.to(acc).contiguous();
+    const KernelWeights w(w1, b1, w2, b2, acc, B);
     const int64_t stride = 5 * C + H;
     at::Tensor scratch = at::empty({B, stride}, acc_options);
     BackwardArgs args{kind,
@@ -176,10 +205,12 @@ se_unit_backward(const at::Tensor& grad_in, const at::Tensor& y_in, const at::Te
                       out.data_ptr(),
                       grad_y.data_ptr(),
                       grad_residual.data_ptr(),
-                      w1a.data_ptr(),
-                      b1a.data_ptr(),
-                      w2a.data_ptr(),
-                      b2a.data_ptr(),
+                      w.w1.data_ptr(),
+                      w.b1.data_ptr(),
+                      w.w2.data_ptr(),
+                      w.b2.data_ptr(),
+                      KernelWeights::pointer(w.w1t),
+                      KernelWeights::pointer(w.w2t),
                       d_excite.data_ptr(),
                       d_hidden.data_ptr(),
                       hidden_act.data_ptr(),

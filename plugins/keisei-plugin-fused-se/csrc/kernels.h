@@ -15,10 +15,13 @@ enum class ScalarKind : int { Float = 0, Double = 1, BFloat16 = 2, Half = 3 };
 // (NCHW-contiguous) or HW x C (channels-last-contiguous); samples are C*HW apart.
 // Weights and biases are in the accumulate type (double for double inputs, float
 // otherwise), row-major as torch stores them: w1 [hidden, C] (fc1) and w2 [E, hidden]
-// (fc2) with E = C or 2C. The forward MLP takes one dot product per output row; the
-// backward pass combines the same rows scaled by the incoming gradients. Keeping torch's
-// layout means no call pays for transposed copies (they cost ~20 us per call, a third
-// of the op at batch 1).
+// (fc2) with E = C or 2C. For small batches the forward MLP takes one dot product per
+// output row of those matrices, so no call pays for transposed copies (they cost ~20 us,
+// a third of the op at batch 1). For larger batches the dispatcher also passes
+// transposed copies, w1t [C, hidden] and w2t [hidden, E], and the kernels run the MLP for
+// a group of samples at once as register-blocked row combinations: each weight row is
+// loaded once per group instead of once per sample, and no horizontal sums (a tenth of
+// the forward's time at batch 64 with dot products).
 struct ForwardArgs {
   ScalarKind kind;
   bool channels_last;
@@ -33,15 +36,18 @@ struct ForwardArgs {
   const void* b1;
   const void* w2;
   const void* b2;
+  const void* w1t;         // [C, hidden] or null: per-sample dot products
+  const void* w2t;         // [hidden, E] or null
   void* scratch;           // accumulate type, scratch_stride elements per sample
   int64_t scratch_stride;  // >= 3C + hidden
+  bool stream_output;      // float32: write out with non-temporal stores where aligned
 };
 
 // One batch of the backward pass. Besides grad_y and grad_residual (activation dtype and
 // layout) it writes, per sample b, row b of four accumulate-type matrices that the
-// dispatcher turns into the weight gradients with two small GEMMs. It needs the weights
-// both ways: transposed to recompute the forward MLP, row-major (w1 [hidden, C],
-// w2 [E, hidden]) to back-propagate through it.
+// dispatcher turns into the weight gradients with two small GEMMs. It recomputes the
+// forward MLP as the forward does (with w1t/w2t when given) and back-propagates through
+// it with the row-major weights (w1 [hidden, C], w2 [E, hidden]).
 struct BackwardArgs {
   ScalarKind kind;
   bool channels_last;
@@ -58,6 +64,8 @@ struct BackwardArgs {
   const void* b1;
   const void* w2;
   const void* b2;
+  const void* w1t;   // [C, hidden] or null, as in ForwardArgs
+  const void* w2t;   // [hidden, E] or null
   void* d_excite;    // [B, E]      dL/d(fc2 output)
   void* d_hidden;    // [B, hidden] dL/d(fc1 output)
   void* hidden_act;  // [B, hidden] relu(fc1(pooled))

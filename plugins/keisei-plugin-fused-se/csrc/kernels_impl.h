@@ -4,12 +4,13 @@
 // inside keisei_fused_se::<ISA> (CPU_CAPABILITY expands to the ISA); each kernels_<isa>.cpp
 // exports only its kernel_table().
 //
-// Per sample b (the dispatcher runs ranges of samples in parallel):
-//   forward:  pass 1 pools y[b] (accumulate type), the tiny MLP gives gate and shift,
-//             pass 2 writes relu(y * gate + shift + residual) while y[b] is still in cache.
+// Per group of up to kGroup samples (the dispatcher runs ranges of samples in parallel):
+//   forward:  pass 1 pools each y[b] (accumulate type), the tiny MLP gives gate and shift
+//             for the group, pass 2 writes relu(y * gate + shift + residual) while y[b] is
+//             still in L2.
 //   backward: pass 1 reads grad, out, y once: grad_residual = grad * (out > 0) and the
 //             per-channel sums of go*y, go and y; the MLP is recomputed and back-propagated
-//             per sample; pass 2 writes grad_y = go * gate + d_pooled / HW.
+//             for the group; pass 2 writes grad_y = go * gate + d_pooled / HW.
 #pragma once
 
 #include <ATen/cpu/vec/functional.h>
@@ -17,8 +18,14 @@
 #include <c10/util/BFloat16.h>
 #include <c10/util/Half.h>
 
+#include <algorithm>
 #include <cmath>
 #include <cstdint>
+#include <type_traits>
+
+#if defined(CPU_CAPABILITY_AVX512) || defined(CPU_CAPABILITY_AVX2)
+#include <immintrin.h>
+#endif
 
 #include "kernels.h"
 
@@ -99,10 +106,39 @@ inline void fill(T* dst, T value, int64_t n) {
   }
 }
 
+// Requests the cache lines of [p, p + bytes) into L2: for reading (write = false) or
+// in exclusive state for writing (write = true, so the later store needs no read for
+// ownership on its critical path).
+template <bool write>
+inline void prefetch_l2(const void* p, int64_t bytes) {
+  const char* first = static_cast<const char*>(p);
+  for (int64_t offset = 0; offset < bytes; offset += 64) {
+    __builtin_prefetch(first + offset, write ? 1 : 0, 2);
+  }
+}
+
+// While pooling a sample, the apply pass's other streams (the residual to read, the output
+// to write) are requested into L2 alongside: one core's demand loads alone keep too few
+// misses in flight to use the cache hierarchy's bandwidth, and in the apply pass every
+// stream then hits L2. Both pointers may be null.
+template <typename scalar_t>
+struct ApplyPrefetch {
+  const scalar_t* residual = nullptr;
+  scalar_t* out = nullptr;
+  void rows(int64_t first, int64_t count) const {
+    if (residual != nullptr) {
+      prefetch_l2<false>(residual + first, count * int64_t(sizeof(scalar_t)));
+    }
+    if (out != nullptr) {
+      prefetch_l2<true>(out + first, count * int64_t(sizeof(scalar_t)));
+    }
+  }
+};
+
 // pooled[c] = mean over the board of y[c] (per-sample block of C*HW elements).
 template <typename scalar_t>
 inline void pool_sample(const scalar_t* y, bool channels_last, int64_t C, int64_t HW,
-                        acc_t<scalar_t>* pooled) {
+                        acc_t<scalar_t>* pooled, const ApplyPrefetch<scalar_t>& prefetch = {}) {
   using T = acc_t<scalar_t>;
   using IO = VecIO<scalar_t>;
   using Vec = typename IO::Vec;
@@ -111,6 +147,7 @@ inline void pool_sample(const scalar_t* y, bool channels_last, int64_t C, int64_
   if (!channels_last) {
     for (int64_t c = 0; c < C; ++c) {
       const scalar_t* row = y + c * HW;
+      prefetch.rows(c * HW, HW);
       Vec acc(T(0));
       int64_t i = 0;
       for (; i + V <= HW; i += V) {
@@ -127,6 +164,7 @@ inline void pool_sample(const scalar_t* y, bool channels_last, int64_t C, int64_
   fill<T>(pooled, T(0), C);
   for (int64_t p = 0; p < HW; ++p) {
     const scalar_t* row = y + p * C;
+    prefetch.rows(p * C, C);
     int64_t c = 0;
     for (; c + V <= C; c += V) {
       (Vec::loadu(pooled + c) + IO::load(row + c)).store(pooled + c);
@@ -152,59 +190,6 @@ inline void sigmoid_inplace(T* v, int64_t n) {
   }
   for (; i < n; ++i) {
     v[i] = sigmoid_scalar<T>(v[i]);
-  }
-}
-
-// dst[i] = bias[i] + sum_r coef[r] * rows[r * stride + i] for i < n (bias may be null:
-// zero). Four vectors of dst stay in registers while the rows stream past, so each row
-// costs one load and one FMA per vector; rows with a zero coefficient are skipped when
-// skip_zero (the ReLU zeroes about half the hidden units).
-template <typename T>
-inline void combine_rows(T* dst, const T* bias, const T* rows, int64_t stride, const T* coef,
-                         int64_t nrows, int64_t n, bool skip_zero) {
-  using Vec = Vectorized<T>;
-  constexpr int64_t V = Vec::size();
-  const auto start = [&](int64_t i) { return bias != nullptr ? Vec::loadu(bias + i) : Vec(T(0)); };
-  int64_t i = 0;
-  for (; i + 4 * V <= n; i += 4 * V) {
-    Vec a0 = start(i);
-    Vec a1 = start(i + V);
-    Vec a2 = start(i + 2 * V);
-    Vec a3 = start(i + 3 * V);
-    for (int64_t r = 0; r < nrows; ++r) {
-      const T k = coef[r];
-      if (skip_zero && k == T(0)) {
-        continue;
-      }
-      const Vec vk(k);
-      const T* row = rows + r * stride + i;
-      a0 = at::vec::fmadd(vk, Vec::loadu(row), a0);
-      a1 = at::vec::fmadd(vk, Vec::loadu(row + V), a1);
-      a2 = at::vec::fmadd(vk, Vec::loadu(row + 2 * V), a2);
-      a3 = at::vec::fmadd(vk, Vec::loadu(row + 3 * V), a3);
-    }
-    a0.store(dst + i);
-    a1.store(dst + i + V);
-    a2.store(dst + i + 2 * V);
-    a3.store(dst + i + 3 * V);
-  }
-  for (; i + V <= n; i += V) {
-    Vec a0 = start(i);
-    for (int64_t r = 0; r < nrows; ++r) {
-      const T k = coef[r];
-      if (skip_zero && k == T(0)) {
-        continue;
-      }
-      a0 = at::vec::fmadd(Vec(k), Vec::loadu(rows + r * stride + i), a0);
-    }
-    a0.store(dst + i);
-  }
-  for (; i < n; ++i) {
-    T a0 = bias != nullptr ? bias[i] : T(0);
-    for (int64_t r = 0; r < nrows; ++r) {
-      a0 += coef[r] * rows[r * stride + i];
-    }
-    dst[i] = a0;
   }
 }
 
@@ -254,6 +239,145 @@ inline void excite_sample(const T* w1, const T* b1, const T* w2, const T* b2, co
   sigmoid_inplace<T>(gate, C);
 }
 
+// Samples whose MLP runs together (forward with transposed weights, and the backward's
+// back-propagation through the MLP). Four samples x four vectors of accumulators are 16
+// of the 32 AVX512 registers.
+constexpr int64_t kGroup = 4;
+
+// For g < G and i < n: dst[g * dst_stride + i] =
+//   bias[i] + sum_r coef[g * coef_stride + r] * rows[r * row_stride + i]   (bias may be null).
+// G samples x four vectors of dst stay in registers while the rows stream past, so each
+// row is loaded once for the whole group (combine_rows loads it once per sample).
+template <typename T, int G>
+inline void combine_rows_group(T* dst, int64_t dst_stride, const T* bias, const T* rows,
+                               int64_t row_stride, const T* coef, int64_t coef_stride,
+                               int64_t nrows, int64_t n) {
+  using Vec = Vectorized<T>;
+  constexpr int64_t V = Vec::size();
+  const auto start = [&](int64_t i) { return bias != nullptr ? Vec::loadu(bias + i) : Vec(T(0)); };
+  int64_t i = 0;
+  for (; i + 4 * V <= n; i += 4 * V) {
+    Vec acc[G][4];
+    for (int g = 0; g < G; ++g) {
+      for (int k = 0; k < 4; ++k) {
+        acc[g][k] = start(i + k * V);
+      }
+    }
+    for (int64_t r = 0; r < nrows; ++r) {
+      const T* row = rows + r * row_stride + i;
+      const Vec w0 = Vec::loadu(row);
+      const Vec w1 = Vec::loadu(row + V);
+      const Vec w2 = Vec::loadu(row + 2 * V);
+      const Vec w3 = Vec::loadu(row + 3 * V);
+      for (int g = 0; g < G; ++g) {
+        const Vec k(coef[g * coef_stride + r]);
+        acc[g][0] = at::vec::fmadd(k, w0, acc[g][0]);
+        acc[g][1] = at::vec::fmadd(k, w1, acc[g][1]);
+        acc[g][2] = at::vec::fmadd(k, w2, acc[g][2]);
+        acc[g][3] = at::vec::fmadd(k, w3, acc[g][3]);
+      }
+    }
+    for (int g = 0; g < G; ++g) {
+      for (int k = 0; k < 4; ++k) {
+        acc[g][k].store(dst + g * dst_stride + i + k * V);
+      }
+    }
+  }
+  for (; i + V <= n; i += V) {
+    Vec acc[G];
+    for (int g = 0; g < G; ++g) {
+      acc[g] = start(i);
+    }
+    for (int64_t r = 0; r < nrows; ++r) {
+      const Vec w = Vec::loadu(rows + r * row_stride + i);
+      for (int g = 0; g < G; ++g) {
+        acc[g] = at::vec::fmadd(Vec(coef[g * coef_stride + r]), w, acc[g]);
+      }
+    }
+    for (int g = 0; g < G; ++g) {
+      acc[g].store(dst + g * dst_stride + i);
+    }
+  }
+  for (; i < n; ++i) {
+    for (int g = 0; g < G; ++g) {
+      T total = bias != nullptr ? bias[i] : T(0);
+      for (int64_t r = 0; r < nrows; ++r) {
+        total += coef[g * coef_stride + r] * rows[r * row_stride + i];
+      }
+      dst[g * dst_stride + i] = total;
+    }
+  }
+}
+
+// combine_rows_group for 1 <= count <= kGroup samples.
+template <typename T>
+inline void combine_rows_samples(int64_t count, T* dst, int64_t dst_stride, const T* bias,
+                                 const T* rows, int64_t row_stride, const T* coef,
+                                 int64_t coef_stride, int64_t nrows, int64_t n) {
+  static_assert(kGroup == 4, "one case per group size");
+  switch (count) {
+    case 4:
+      combine_rows_group<T, 4>(dst, dst_stride, bias, rows, row_stride, coef, coef_stride, nrows, n);
+      break;
+    case 3:
+      combine_rows_group<T, 3>(dst, dst_stride, bias, rows, row_stride, coef, coef_stride, nrows, n);
+      break;
+    case 2:
+      combine_rows_group<T, 2>(dst, dst_stride, bias, rows, row_stride, coef, coef_stride, nrows, n);
+      break;
+    default:
+      combine_rows_group<T, 1>(dst, dst_stride, bias, rows, row_stride, coef, coef_stride, nrows, n);
+      break;
+  }
+}
+
+// Where a group's per-sample MLP vectors live: sample g's vector starts at
+// base + g * stride.
+template <typename T>
+struct Strided {
+  T* base;
+  int64_t stride;
+  T* at(int64_t g) const { return base + g * stride; }
+};
+
+// The MLP of excite_sample for `count` consecutive samples. With transposed weights
+// (w1t [C, H], w2t [H, E]) it runs as grouped row combinations; without, one sample at a
+// time with dot products over torch's layout.
+template <typename T>
+inline void excite_samples(int64_t count, const T* w1, const T* w1t, const T* b1, const T* w2,
+                           const T* w2t, const T* b2, int64_t C, int64_t H, bool film,
+                           Strided<T> pooled, Strided<T> hidden, Strided<T> gate,
+                           Strided<T> shift) {
+  if (w1t == nullptr || w2t == nullptr) {
+    for (int64_t g = 0; g < count; ++g) {
+      excite_sample<T>(w1, b1, w2, b2, pooled.at(g), C, H, film, hidden.at(g), gate.at(g),
+                       shift.at(g));
+    }
+    return;
+  }
+  const int64_t E = film ? 2 * C : C;
+  combine_rows_samples<T>(count, hidden.base, hidden.stride, b1, w1t, H, pooled.base,
+                          pooled.stride, C, H);
+  for (int64_t g = 0; g < count; ++g) {
+    T* h = hidden.at(g);
+    for (int64_t j = 0; j < H; ++j) {
+      h[j] = relu_scalar<T>(h[j]);
+    }
+  }
+  combine_rows_samples<T>(count, gate.base, gate.stride, b2, w2t, E, hidden.base, hidden.stride,
+                          H, C);
+  if (film) {
+    combine_rows_samples<T>(count, shift.base, shift.stride, b2 + C, w2t + C, E, hidden.base,
+                            hidden.stride, H, C);
+  }
+  for (int64_t g = 0; g < count; ++g) {
+    if (!film) {
+      fill<T>(shift.at(g), T(0), C);
+    }
+    sigmoid_inplace<T>(gate.at(g), C);
+  }
+}
+
 // out = relu(y * gate[c] + shift[c] + x)
 template <typename scalar_t>
 inline void apply_sample(const scalar_t* y, const scalar_t* x, scalar_t* out, bool channels_last,
@@ -297,6 +421,81 @@ inline void apply_sample(const scalar_t* y, const scalar_t* x, scalar_t* out, bo
   }
 }
 
+// Non-temporal ("streaming") stores of float32 vectors: the line goes to memory without
+// first being read for ownership, which is a quarter of the apply pass's memory traffic
+// (it reads y and x and writes out). Aligned addresses only. Without AVX2/AVX512 the
+// kernels store normally.
+#if defined(CPU_CAPABILITY_AVX512)
+constexpr bool kStreamingStores = true;
+inline void stream_store(float* p, const Vectorized<float>& v) { _mm512_stream_ps(p, v); }
+inline void streaming_fence() { _mm_sfence(); }
+#elif defined(CPU_CAPABILITY_AVX2)
+constexpr bool kStreamingStores = true;
+inline void stream_store(float* p, const Vectorized<float>& v) { _mm256_stream_ps(p, v); }
+inline void streaming_fence() { _mm_sfence(); }
+#else
+constexpr bool kStreamingStores = false;
+inline void stream_store(float* p, const Vectorized<float>& v) { v.store(p); }
+inline void streaming_fence() {}
+#endif
+
+// apply_sample with streaming stores, for float32. The sample is walked as one flat run
+// of aligned vectors (a per-channel loop would split every 81-float row into unaligned
+// pieces): NCHW vectors span at most two channels when HW >= the vector width, and the
+// lanes past the channel boundary take the next channel's gate and shift; channels-last
+// vectors are whole slices of one position's channels when C is a multiple of the width.
+// Returns false (nothing written) when the layout or the address does not allow it.
+inline bool apply_sample_streaming(const float* y, const float* x, float* out, bool channels_last,
+                                   int64_t C, int64_t HW, const float* gate, const float* shift) {
+  using Vec = Vectorized<float>;
+  constexpr int64_t V = Vec::size();
+  if (!kStreamingStores || reinterpret_cast<std::uintptr_t>(out) % (V * sizeof(float)) != 0) {
+    return false;
+  }
+  const int64_t n = C * HW;
+  const Vec zero(0.0f);
+  if (!channels_last) {
+    if (HW < V) {
+      return false;
+    }
+    const Vec lane = Vec::arange(0.0f, 1.0f);
+    int64_t c = 0;
+    int64_t next = HW;  // flat index where channel c + 1 starts
+    int64_t j = 0;
+    for (; j + V <= n; j += V) {
+      if (j >= next) {  // once at most: a vector is never longer than a channel
+        ++c;
+        next += HW;
+      }
+      Vec g(gate[c]);
+      Vec s(shift[c]);
+      const int64_t split = next - j;
+      if (split < V) {
+        const Vec upper = lane >= Vec(float(split));
+        g = Vec::blendv(g, Vec(gate[c + 1]), upper);
+        s = Vec::blendv(s, Vec(shift[c + 1]), upper);
+      }
+      const Vec z = at::vec::fmadd(Vec::loadu(y + j), g, Vec::loadu(x + j) + s);
+      stream_store(out + j, at::vec::maximum(z, zero));
+    }
+    for (; j < n; ++j) {
+      const int64_t ch = j / HW;
+      out[j] = relu_scalar<float>(y[j] * gate[ch] + (x[j] + shift[ch]));
+    }
+    return true;
+  }
+  if (C % V != 0) {
+    return false;
+  }
+  for (int64_t j = 0; j < n; j += V) {
+    const int64_t c = j % C;
+    const Vec z = at::vec::fmadd(Vec::loadu(y + j), Vec::loadu(gate + c),
+                                 Vec::loadu(x + j) + Vec::loadu(shift + c));
+    stream_store(out + j, at::vec::maximum(z, zero));
+  }
+  return true;
+}
+
 template <typename scalar_t>
 void forward_range(const ForwardArgs& a, int64_t begin, int64_t end) {
   using T = acc_t<scalar_t>;
@@ -304,6 +503,7 @@ void forward_range(const ForwardArgs& a, int64_t begin, int64_t end) {
   const int64_t HW = a.hw;
   const int64_t H = a.hidden;
   const int64_t sample = C * HW;
+  const int64_t stride = a.scratch_stride;
   const auto* y = static_cast<const scalar_t*>(a.y);
   const auto* x = static_cast<const scalar_t*>(a.residual);
   auto* out = static_cast<scalar_t*>(a.out);
@@ -311,15 +511,37 @@ void forward_range(const ForwardArgs& a, int64_t begin, int64_t end) {
   const auto* b1 = static_cast<const T*>(a.b1);
   const auto* w2 = static_cast<const T*>(a.w2);
   const auto* b2 = static_cast<const T*>(a.b2);
-  for (int64_t b = begin; b < end; ++b) {
-    T* pooled = static_cast<T*>(a.scratch) + b * a.scratch_stride;
-    T* gate = pooled + C;
-    T* shift = gate + C;
-    T* hidden = shift + C;
-    const int64_t off = b * sample;
-    pool_sample<scalar_t>(y + off, a.channels_last, C, HW, pooled);
-    excite_sample<T>(w1, b1, w2, b2, pooled, C, H, a.film, hidden, gate, shift);
-    apply_sample<scalar_t>(y + off, x + off, out + off, a.channels_last, C, HW, gate, shift);
+  const auto* w1t = static_cast<const T*>(a.w1t);
+  const auto* w2t = static_cast<const T*>(a.w2t);
+  // A group's samples (kGroup x C x HW: 332 KB in float32 at 256 x 9 x 9) stay in L2
+  // between the pooling pass and the apply pass.
+  for (int64_t b0 = begin; b0 < end; b0 += kGroup) {
+    const int64_t count = std::min(kGroup, end - b0);
+    T* pooled = static_cast<T*>(a.scratch) + b0 * stride;
+    for (int64_t g = 0; g < count; ++g) {
+      const int64_t off = (b0 + g) * sample;
+      pool_sample<scalar_t>(y + off, a.channels_last, C, HW, pooled + g * stride,
+                            {x + off, a.stream_output ? nullptr : out + off});
+    }
+    excite_samples<T>(count, w1, w1t, b1, w2, w2t, b2, C, H, a.film, {pooled, stride},
+                      {pooled + 3 * C, stride}, {pooled + C, stride}, {pooled + 2 * C, stride});
+    for (int64_t g = 0; g < count; ++g) {
+      const int64_t off = (b0 + g) * sample;
+      const T* gate = pooled + g * stride + C;
+      bool streamed = false;
+      if constexpr (std::is_same_v<scalar_t, float>) {
+        streamed = a.stream_output && apply_sample_streaming(y + off, x + off, out + off,
+                                                             a.channels_last, C, HW, gate,
+                                                             gate + C);
+      }
+      if (!streamed) {
+        apply_sample<scalar_t>(y + off, x + off, out + off, a.channels_last, C, HW, gate,
+                               gate + C);
+      }
+    }
+  }
+  if (a.stream_output) {
+    streaming_fence();  // order the streaming stores before the pool's completion signal
   }
 }
 
@@ -439,6 +661,7 @@ void backward_range(const BackwardArgs& a, int64_t begin, int64_t end) {
   const int64_t H = a.hidden;
   const int64_t E = a.film ? 2 * C : C;
   const int64_t sample = C * HW;
+  const int64_t stride = a.scratch_stride;
   const auto* grad = static_cast<const scalar_t*>(a.grad);
   const auto* y = static_cast<const scalar_t*>(a.y);
   const auto* out = static_cast<const scalar_t*>(a.out);
@@ -448,48 +671,65 @@ void backward_range(const BackwardArgs& a, int64_t begin, int64_t end) {
   const auto* b1 = static_cast<const T*>(a.b1);
   const auto* w2 = static_cast<const T*>(a.w2);
   const auto* b2 = static_cast<const T*>(a.b2);
+  const auto* w1t = static_cast<const T*>(a.w1t);
+  const auto* w2t = static_cast<const T*>(a.w2t);
   const T inv_hw = T(1) / T(HW);
-  for (int64_t b = begin; b < end; ++b) {
-    T* sum_gy = static_cast<T*>(a.scratch) + b * a.scratch_stride;
-    T* sum_g = sum_gy + C;
-    T* gate = sum_g + C;
-    T* shift = gate + C;  // recomputed by excite_sample, unused by the gradient
-    T* coef = shift + C;
-    T* pooled = static_cast<T*>(a.pooled) + b * C;
-    T* hidden = static_cast<T*>(a.hidden_act) + b * H;
-    T* d_hidden = static_cast<T*>(a.d_hidden) + b * H;
-    T* d_excite = static_cast<T*>(a.d_excite) + b * E;
-    const int64_t off = b * sample;
+  for (int64_t b0 = begin; b0 < end; b0 += kGroup) {
+    const int64_t count = std::min(kGroup, end - b0);
+    // Per-sample scratch: sum(go * y) | sum(go) | gate | shift | d_pooled / HW.
+    T* scratch = static_cast<T*>(a.scratch) + b0 * stride;
+    T* pooled = static_cast<T*>(a.pooled) + b0 * C;
+    T* hidden = static_cast<T*>(a.hidden_act) + b0 * H;
+    T* d_hidden = static_cast<T*>(a.d_hidden) + b0 * H;
+    T* d_excite = static_cast<T*>(a.d_excite) + b0 * E;
 
-    backward_reduce_sample<scalar_t>(grad + off, y + off, out + off, gx + off, a.channels_last, C,
-                                     HW, sum_gy, sum_g, pooled);
-    for (int64_t c = 0; c < C; ++c) {
-      pooled[c] *= inv_hw;
-    }
-    excite_sample<T>(w1, b1, w2, b2, pooled, C, H, a.film, hidden, gate, shift);
-
-    // d(fc2 output): gate logits get sum(go * y) * sigmoid'; the FiLM shift gets sum(go).
-    for (int64_t k = 0; k < C; ++k) {
-      d_excite[k] = sum_gy[k] * gate[k] * (T(1) - gate[k]);
-    }
-    if (a.film) {
-      for (int64_t k = 0; k < C; ++k) {
-        d_excite[C + k] = sum_g[k];
+    for (int64_t g = 0; g < count; ++g) {
+      const int64_t off = (b0 + g) * sample;
+      T* sums = scratch + g * stride;
+      T* p = pooled + g * C;
+      backward_reduce_sample<scalar_t>(grad + off, y + off, out + off, gx + off, a.channels_last,
+                                       C, HW, sums, sums + C, p);
+      for (int64_t c = 0; c < C; ++c) {
+        p[c] *= inv_hw;
       }
     }
-    // d(fc1 output) = (w2^T d_excite) * relu'(fc1 output)
-    combine_rows<T>(d_hidden, nullptr, w2, H, d_excite, E, H, false);
-    for (int64_t j = 0; j < H; ++j) {
+    excite_samples<T>(count, w1, w1t, b1, w2, w2t, b2, C, H, a.film, {pooled, C}, {hidden, H},
+                      {scratch + 2 * C, stride}, {scratch + 3 * C, stride});
+
+    // d(fc2 output): gate logits get sum(go * y) * sigmoid'; the FiLM shift gets sum(go).
+    for (int64_t g = 0; g < count; ++g) {
+      const T* sum_gy = scratch + g * stride;
+      const T* sum_g = sum_gy + C;
+      const T* gate = sum_gy + 2 * C;
+      T* de = d_excite + g * E;
+      for (int64_t k = 0; k < C; ++k) {
+        de[k] = sum_gy[k] * gate[k] * (T(1) - gate[k]);
+      }
+      if (a.film) {
+        for (int64_t k = 0; k < C; ++k) {
+          de[C + k] = sum_g[k];
+        }
+      }
+    }
+    // d(fc1 output) = (w2^T d_excite) * relu'(fc1 output): rows of w2 [E, H] combined.
+    combine_rows_samples<T>(count, d_hidden, H, nullptr, w2, H, d_excite, E, E, H);
+    for (int64_t j = 0; j < count * H; ++j) {
       if (!(hidden[j] > T(0))) {
         d_hidden[j] = T(0);
       }
     }
-    // d(pooled) = w1^T d_hidden, spread evenly over the board
-    combine_rows<T>(coef, nullptr, w1, C, d_hidden, H, C, true);
-    for (int64_t c = 0; c < C; ++c) {
-      coef[c] *= inv_hw;
+    // d(pooled) = w1^T d_hidden (rows of w1 [H, C]), spread evenly over the board.
+    T* coef = scratch + 4 * C;
+    combine_rows_samples<T>(count, coef, stride, nullptr, w1, C, d_hidden, H, H, C);
+    for (int64_t g = 0; g < count; ++g) {
+      T* k = coef + g * stride;
+      for (int64_t c = 0; c < C; ++c) {
+        k[c] *= inv_hw;
+      }
+      const int64_t off = (b0 + g) * sample;
+      backward_apply_sample<scalar_t>(gx + off, gy + off, a.channels_last, C, HW,
+                                      scratch + g * stride + 2 * C, k);
     }
-    backward_apply_sample<scalar_t>(gx + off, gy + off, a.channels_last, C, HW, gate, coef);
   }
 }
 

@@ -1,8 +1,11 @@
 """Property tests: the fused op (C++ CPU kernel) against the reference, forward and backward.
 
-Batch sizes from 1, channel counts that are and are not multiples of the vector width
-(16 floats on AVX512, 8 on AVX2), boards 5-19 (square and not), hidden widths, plain
-and FiLM, NCHW and channels-last, float32 and bfloat16 (plus float16 and float64).
+Batch sizes from 1 (under 8 the CPU kernel runs the MLP per sample; from 8 on, for groups
+of four samples with transposed weights, so 8-13 cover full groups and every remainder),
+channel counts that are and are not multiples of the vector width (16 floats on AVX512, 8
+on AVX2), boards 5-19 (square and not), hidden widths, plain and FiLM, NCHW and
+channels-last, float32 and bfloat16 (plus float16 and float64). Outputs of 4 MiB and more
+(float32) take the streaming-store path: its own test below.
 """
 
 from __future__ import annotations
@@ -16,7 +19,7 @@ from keisei_plugin_fused_se.testing import check_results, make_inputs
 
 shapes = st.fixed_dictionaries(
     {
-        "batch": st.integers(1, 5),
+        "batch": st.one_of(st.integers(1, 5), st.integers(8, 13)),
         "channels": st.one_of(st.integers(1, 40), st.sampled_from([16, 17, 31, 32, 33, 64])),
         "height": st.integers(5, 19),
         "width": st.integers(5, 19),
@@ -75,6 +78,30 @@ def test_keisei_shapes_match_reference(channels_last: bool) -> None:
              "channels_last": channels_last, "seed": 3},
             torch.float32,
         )  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    ("batch", "channels", "height", "width", "channels_last", "why"),
+    [
+        (16, 200, 19, 19, False, "C*HW = 72200: every other sample starts unaligned (regular stores) and ends in a tail"),
+        (64, 1100, 3, 5, False, "boards under 16 cells: a vector would span three channels (regular stores)"),
+        (16, 200, 19, 19, True, "channels-last with C not a multiple of 16 (regular stores)"),
+        (14, 320, 16, 16, True, "channels-last, C a multiple of 16: streamed, batch not a multiple of the group"),
+        (13, 256, 19, 17, False, "NCHW, aligned samples, odd batch: streamed with channel splits in most vectors"),
+    ],
+)
+def test_large_float32_outputs_match_reference(
+    batch: int, channels: int, height: int, width: int, channels_last: bool, why: str
+) -> None:
+    """Float32 outputs of at least 4 MiB are written with non-temporal stores where the
+    sample's address and layout allow it, and normally where they do not; both agree with
+    the reference, forward and backward."""
+    assert batch * channels * height * width * 4 >= 4 << 20, "below the streaming threshold"
+    check(
+        {"batch": batch, "channels": channels, "height": height, "width": width, "hidden": 8,
+         "film": True, "channels_last": channels_last, "seed": 11},
+        torch.float32,
+    )  # fmt: skip
 
 
 def test_mixed_layouts_and_non_contiguous_inputs() -> None:

@@ -5,22 +5,36 @@
 //   g++ -O3 -std=c++20 -mavx512f -mavx512dq -mavx512vl -mavx512bw -mfma -Wno-psabi \
 //     -Wno-unknown-pragmas -I$T/include -Iplugins/keisei-plugin-fused-se/csrc \
 //     plugins/keisei-plugin-fused-se/tools/kernel_timing.cpp -o /tmp/kernel_timing \
-//     -L$T/lib -ltorch_cpu -lc10 -Wl,-rpath,$T/lib && /tmp/kernel_timing
+//     -L$T/lib -ltorch_cpu -lc10 -Wl,-rpath,$T/lib && /tmp/kernel_timing [per-sample]
 #define CPU_CAPABILITY AVX512
 #define CPU_CAPABILITY_AVX512
 #include "kernels_impl.h"
 
 #include <chrono>
 #include <cstdio>
+#include <cstdlib>
 #include <functional>
+#include <string>
 #include <vector>
 
 using namespace keisei_fused_se;
 
-int main() {
+template <typename T>
+struct AlignedAllocator {
+  using value_type = T;
+  AlignedAllocator() = default;
+  template <typename U>
+  AlignedAllocator(const AlignedAllocator<U>&) {}
+  T* allocate(std::size_t n) { return static_cast<T*>(std::aligned_alloc(64, (n * sizeof(T) + 63) / 64 * 64)); }
+  void deallocate(T* p, std::size_t) { std::free(p); }
+  bool operator==(const AlignedAllocator&) const { return true; }
+};
+
+int main(int argc, char** argv) {
   const int64_t B = 64, C = 256, HW = 81, H = 64, S = 3 * C + H;
-  std::vector<float> y(B * C * HW), x(B * C * HW), out(B * C * HW);
-  std::vector<float> w1(H * C), w2(C * H), b1(H), b2(C), scratch(B * S);
+  // 64-byte aligned like torch's CPU allocations (the streaming stores need it)
+  std::vector<float, AlignedAllocator<float>> y(B * C * HW), x(B * C * HW), out(B * C * HW);
+  std::vector<float> w1(H * C), w2(C * H), b1(H), b2(C), scratch(B * S), w1t(C * H), w2t(H * C);
   for (size_t i = 0; i < y.size(); ++i) {
     y[i] = float(i * 2654435761u % 1000) / 500.0f - 1.0f;
     x[i] = float(i * 7 % 1000) / 500.0f - 1.0f;
@@ -29,8 +43,24 @@ int main() {
     w1[i] = float(int(i % 7) - 3) / 64.0f;
     w2[i] = float(int(i % 5) - 2) / 32.0f;
   }
+  for (int64_t r = 0; r < H; ++r) {
+    for (int64_t c = 0; c < C; ++c) {
+      w1t[c * H + r] = w1[r * C + c];  // w1 [H, C] -> [C, H]
+      w2t[r * C + c] = w2[c * H + r];  // w2 [C, H] -> [H, C]
+    }
+  }
+  // Options: per-sample (the MLP as dot products, as for batches under 8; default: grouped
+  // with transposed weights) and regular-stores (default: streaming output stores, as for
+  // float32 outputs of 4 MiB and more).
+  bool grouped = true;
+  bool streaming = true;
+  for (int i = 1; i < argc; ++i) {
+    grouped = grouped && std::string(argv[i]) != "per-sample";
+    streaming = streaming && std::string(argv[i]) != "regular-stores";
+  }
   ForwardArgs args{ScalarKind::Float, false, false, C, HW, H, y.data(), x.data(), out.data(),
-                   w1.data(), b1.data(), w2.data(), b2.data(), scratch.data(), S};
+                   w1.data(), b1.data(), w2.data(), b2.data(), grouped ? w1t.data() : nullptr,
+                   grouped ? w2t.data() : nullptr, scratch.data(), S, streaming};
   auto best_us = [](const std::function<void()>& fn) {
     double best = 1e30;
     for (int rep = 0; rep < 200; ++rep) {
@@ -45,21 +75,29 @@ int main() {
     for (int64_t b = 0; b < B; ++b) AVX512::pool_sample<float>(y.data() + b * C * HW, false, C, HW, scratch.data() + b * S);
   });
   const double excite = best_us([&] {
-    for (int64_t b = 0; b < B; ++b) {
+    for (int64_t b = 0; b < B; b += AVX512::kGroup) {
       float* p = scratch.data() + b * S;
-      AVX512::excite_sample<float>(w1.data(), b1.data(), w2.data(), b2.data(), p, C, H, false, p + 3 * C, p + C, p + 2 * C);
+      AVX512::excite_samples<float>(AVX512::kGroup, w1.data(), static_cast<const float*>(args.w1t), b1.data(), w2.data(),
+                                    static_cast<const float*>(args.w2t), b2.data(), C, H, false, {p, S},
+                                    {p + 3 * C, S}, {p + C, S}, {p + 2 * C, S});
     }
   });
   const double apply = best_us([&] {
     for (int64_t b = 0; b < B; ++b) {
       const float* p = scratch.data() + b * S;
-      AVX512::apply_sample<float>(y.data() + b * C * HW, x.data() + b * C * HW, out.data() + b * C * HW, false, C, HW, p + C, p + 2 * C);
+      float* o = out.data() + b * C * HW;
+      if (!streaming || !AVX512::apply_sample_streaming(y.data() + b * C * HW, x.data() + b * C * HW, o, false, C, HW, p + C, p + 2 * C)) {
+        AVX512::apply_sample<float>(y.data() + b * C * HW, x.data() + b * C * HW, o, false, C, HW, p + C, p + 2 * C);
+      }
     }
+    AVX512::streaming_fence();
   });
   const double add = best_us([&] {
     for (size_t i = 0; i < y.size(); ++i) out[i] = y[i] + x[i];
   });
-  std::printf("B=64 C=256 9x9 hidden=64 float32 NCHW, one thread, best of 200 (us)\n");
+  std::printf("B=64 C=256 9x9 hidden=64 float32 NCHW, one thread, best of 200 (us), MLP %s, %s stores\n",
+              grouped ? "grouped (transposed weights)" : "per sample (dot products)",
+              streaming ? "streaming" : "regular");
   std::printf("full forward %.0f | pool %.0f | excitation %.0f | apply %.0f | plain out=y+x loop %.0f\n", full, pool,
               excite, apply, add);
   return out[5] > 1e30f;  // keeps the loops from being optimised away
