@@ -72,6 +72,7 @@ struct BackwardArgs {
   void* pooled;      // [B, C]      mean_hw(y)
   void* scratch;     // accumulate type, scratch_stride elements per sample
   int64_t scratch_stride;  // >= 5C + hidden
+  bool stream_output;      // float32: write both gradients with non-temporal stores
 };
 
 using ForwardFn = void (*)(const ForwardArgs&, int64_t begin, int64_t end);

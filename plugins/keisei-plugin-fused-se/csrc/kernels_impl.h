@@ -8,9 +8,11 @@
 //   forward:  pass 1 pools each y[b] (accumulate type), the tiny MLP gives gate and shift
 //             for the group, pass 2 writes relu(y * gate + shift + residual) while y[b] is
 //             still in L2.
-//   backward: pass 1 reads grad, out, y once: grad_residual = grad * (out > 0) and the
-//             per-channel sums of go*y, go and y; the MLP is recomputed and back-propagated
-//             for the group; pass 2 writes grad_y = go * gate + d_pooled / HW.
+//   backward: pass 1 reads grad, out, y once for the per-channel sums of go*y, go and y
+//             (go = grad * (out > 0)); the MLP is recomputed and back-propagated for the
+//             group; pass 2 reads grad and out again (from L2) and writes
+//             grad_residual = go and grad_y = go * gate + d_pooled / HW.
+//   Float32 outputs of 4 MiB and more are written with streaming stores (stream_output).
 #pragma once
 
 #include <ATen/cpu/vec/functional.h>
@@ -439,48 +441,52 @@ inline void stream_store(float* p, const Vectorized<float>& v) { v.store(p); }
 inline void streaming_fence() {}
 #endif
 
-// apply_sample with streaming stores, for float32. The sample is walked as one flat run
-// of aligned vectors (a per-channel loop would split every 81-float row into unaligned
-// pieces): NCHW vectors span at most two channels when HW >= the vector width, and the
-// lanes past the channel boundary take the next channel's gate and shift; channels-last
-// vectors are whole slices of one position's channels when C is a multiple of the width.
-// Returns false (nothing written) when the layout or the address does not allow it.
-inline bool apply_sample_streaming(const float* y, const float* x, float* out, bool channels_last,
-                                   int64_t C, int64_t HW, const float* gate, const float* shift) {
+// Walks one sample of C*HW float32 elements as a flat run of vectors, for passes that
+// write with streaming stores (which need aligned addresses, so a per-channel loop that
+// splits every 81-float row into unaligned pieces will not do). Calls
+// vector_body(j, a, b) for the vector at element j, where a and b hold, lane by lane,
+// first[c] and second[c] for the lane's channel c, and scalar_body(j, first[c], second[c])
+// for the elements after the last whole vector. NCHW vectors span at most two channels
+// when HW >= the vector width (the lanes past the boundary take the next channel's
+// values); channels-last vectors are slices of one position's channels when C is a
+// multiple of the width. Returns false (nothing called) for other layouts or without
+// streaming stores; the caller checks the output addresses' alignment.
+template <typename VectorBody, typename ScalarBody>
+inline bool walk_sample_vectors(int64_t C, int64_t HW, bool channels_last, const float* first,
+                                const float* second, VectorBody vector_body,
+                                ScalarBody scalar_body) {
   using Vec = Vectorized<float>;
   constexpr int64_t V = Vec::size();
-  if (!kStreamingStores || reinterpret_cast<std::uintptr_t>(out) % (V * sizeof(float)) != 0) {
+  const int64_t n = C * HW;
+  if (!kStreamingStores) {
     return false;
   }
-  const int64_t n = C * HW;
-  const Vec zero(0.0f);
   if (!channels_last) {
     if (HW < V) {
       return false;
     }
     const Vec lane = Vec::arange(0.0f, 1.0f);
     int64_t c = 0;
-    int64_t next = HW;  // flat index where channel c + 1 starts
+    int64_t next = HW;  // element where channel c + 1 starts
     int64_t j = 0;
     for (; j + V <= n; j += V) {
       if (j >= next) {  // once at most: a vector is never longer than a channel
         ++c;
         next += HW;
       }
-      Vec g(gate[c]);
-      Vec s(shift[c]);
+      Vec va(first[c]);
+      Vec vb(second[c]);
       const int64_t split = next - j;
       if (split < V) {
         const Vec upper = lane >= Vec(float(split));
-        g = Vec::blendv(g, Vec(gate[c + 1]), upper);
-        s = Vec::blendv(s, Vec(shift[c + 1]), upper);
+        va = Vec::blendv(va, Vec(first[c + 1]), upper);
+        vb = Vec::blendv(vb, Vec(second[c + 1]), upper);
       }
-      const Vec z = at::vec::fmadd(Vec::loadu(y + j), g, Vec::loadu(x + j) + s);
-      stream_store(out + j, at::vec::maximum(z, zero));
+      vector_body(j, va, vb);
     }
     for (; j < n; ++j) {
       const int64_t ch = j / HW;
-      out[j] = relu_scalar<float>(y[j] * gate[ch] + (x[j] + shift[ch]));
+      scalar_body(j, first[ch], second[ch]);
     }
     return true;
   }
@@ -489,11 +495,30 @@ inline bool apply_sample_streaming(const float* y, const float* x, float* out, b
   }
   for (int64_t j = 0; j < n; j += V) {
     const int64_t c = j % C;
-    const Vec z = at::vec::fmadd(Vec::loadu(y + j), Vec::loadu(gate + c),
-                                 Vec::loadu(x + j) + Vec::loadu(shift + c));
-    stream_store(out + j, at::vec::maximum(z, zero));
+    vector_body(j, Vec::loadu(first + c), Vec::loadu(second + c));
   }
   return true;
+}
+
+inline bool aligned_for_streaming(const void* p) {
+  return reinterpret_cast<std::uintptr_t>(p) % sizeof(Vectorized<float>) == 0;
+}
+
+// apply_sample with streaming stores (float32); false when it cannot (nothing written).
+inline bool apply_sample_streaming(const float* y, const float* x, float* out, bool channels_last,
+                                   int64_t C, int64_t HW, const float* gate, const float* shift) {
+  using Vec = Vectorized<float>;
+  if (!aligned_for_streaming(out)) {
+    return false;
+  }
+  const Vec zero(0.0f);
+  return walk_sample_vectors(
+      C, HW, channels_last, gate, shift,
+      [&](int64_t j, const Vec& g, const Vec& s) {
+        const Vec z = at::vec::fmadd(Vec::loadu(y + j), g, Vec::loadu(x + j) + s);
+        stream_store(out + j, at::vec::maximum(z, zero));
+      },
+      [&](int64_t j, float g, float s) { out[j] = relu_scalar<float>(y[j] * g + (x[j] + s)); });
 }
 
 template <typename scalar_t>
@@ -545,11 +570,12 @@ void forward_range(const ForwardArgs& a, int64_t begin, int64_t end) {
   }
 }
 
-// Pass 1 of the backward pass for one sample: gx = grad * (out > 0) and the per-channel
-// sums sum(gx * y), sum(gx), sum(y) (the last gives the pooled input back).
+// Pass 1 of the backward pass for one sample: with go = grad * (out > 0), the
+// per-channel sums sum(go * y), sum(go), sum(y) (the last gives the pooled input back).
+// It writes nothing else: pass 2 recomputes go from grad and out, which are then in L2.
 template <typename scalar_t>
 inline void backward_reduce_sample(const scalar_t* grad, const scalar_t* y, const scalar_t* out,
-                                   scalar_t* gx, bool channels_last, int64_t C, int64_t HW,
+                                   bool channels_last, int64_t C, int64_t HW,
                                    acc_t<scalar_t>* sum_gy, acc_t<scalar_t>* sum_g,
                                    acc_t<scalar_t>* sum_y) {
   using T = acc_t<scalar_t>;
@@ -568,7 +594,6 @@ inline void backward_reduce_sample(const scalar_t* grad, const scalar_t* y, cons
         const Vec vy = IO::load(y + base + i);
         const Vec go = Vec::blendv(zero, IO::load(grad + base + i),
                                    IO::load(out + base + i) > zero);
-        IO::store(gx + base + i, go);
         agy = at::vec::fmadd(go, vy, agy);
         ag = ag + go;
         ay = ay + vy;
@@ -579,7 +604,6 @@ inline void backward_reduce_sample(const scalar_t* grad, const scalar_t* y, cons
       for (; i < HW; ++i) {
         const T vy = T(y[base + i]);
         const T go = T(out[base + i]) > T(0) ? T(grad[base + i]) : T(0);
-        gx[base + i] = scalar_t(go);
         sgy += go * vy;
         sg += go;
         sy += vy;
@@ -600,7 +624,6 @@ inline void backward_reduce_sample(const scalar_t* grad, const scalar_t* y, cons
       const Vec vy = IO::load(y + base + c);
       const Vec go =
           Vec::blendv(zero, IO::load(grad + base + c), IO::load(out + base + c) > zero);
-      IO::store(gx + base + c, go);
       at::vec::fmadd(go, vy, Vec::loadu(sum_gy + c)).store(sum_gy + c);
       (Vec::loadu(sum_g + c) + go).store(sum_g + c);
       (Vec::loadu(sum_y + c) + vy).store(sum_y + c);
@@ -608,7 +631,6 @@ inline void backward_reduce_sample(const scalar_t* grad, const scalar_t* y, cons
     for (; c < C; ++c) {
       const T vy = T(y[base + c]);
       const T go = T(out[base + c]) > T(0) ? T(grad[base + c]) : T(0);
-      gx[base + c] = scalar_t(go);
       sum_gy[c] += go * vy;
       sum_g[c] += go;
       sum_y[c] += vy;
@@ -616,15 +638,21 @@ inline void backward_reduce_sample(const scalar_t* grad, const scalar_t* y, cons
   }
 }
 
-// Pass 2: gy = gx * gate[c] + coef[c], coef = d_pooled / HW.
+// Pass 2: go = grad * (out > 0) again, grad_residual = go, grad_y = go * gate[c] + coef[c]
+// (coef = d_pooled / HW).
 template <typename scalar_t>
-inline void backward_apply_sample(const scalar_t* gx, scalar_t* gy, bool channels_last, int64_t C,
-                                  int64_t HW, const acc_t<scalar_t>* gate,
-                                  const acc_t<scalar_t>* coef) {
+inline void backward_apply_sample(const scalar_t* grad, const scalar_t* out, scalar_t* gx,
+                                  scalar_t* gy, bool channels_last, int64_t C, int64_t HW,
+                                  const acc_t<scalar_t>* gate, const acc_t<scalar_t>* coef) {
   using T = acc_t<scalar_t>;
   using IO = VecIO<scalar_t>;
   using Vec = typename IO::Vec;
   constexpr int64_t V = Vec::size();
+  const Vec zero(T(0));
+  const auto go_at = [&](int64_t k) {
+    return Vec::blendv(zero, IO::load(grad + k), IO::load(out + k) > zero);
+  };
+  const auto go_scalar = [&](int64_t k) { return T(out[k]) > T(0) ? T(grad[k]) : T(0); };
   if (!channels_last) {
     for (int64_t c = 0; c < C; ++c) {
       const int64_t base = c * HW;
@@ -632,10 +660,14 @@ inline void backward_apply_sample(const scalar_t* gx, scalar_t* gy, bool channel
       const Vec vc(coef[c]);
       int64_t i = 0;
       for (; i + V <= HW; i += V) {
-        IO::store(gy + base + i, at::vec::fmadd(IO::load(gx + base + i), vg, vc));
+        const Vec go = go_at(base + i);
+        IO::store(gx + base + i, go);
+        IO::store(gy + base + i, at::vec::fmadd(go, vg, vc));
       }
       for (; i < HW; ++i) {
-        gy[base + i] = scalar_t(T(gx[base + i]) * gate[c] + coef[c]);
+        const T go = go_scalar(base + i);
+        gx[base + i] = scalar_t(go);
+        gy[base + i] = scalar_t(go * gate[c] + coef[c]);
       }
     }
     return;
@@ -644,13 +676,40 @@ inline void backward_apply_sample(const scalar_t* gx, scalar_t* gy, bool channel
     const int64_t base = p * C;
     int64_t c = 0;
     for (; c + V <= C; c += V) {
-      IO::store(gy + base + c,
-                at::vec::fmadd(IO::load(gx + base + c), Vec::loadu(gate + c), Vec::loadu(coef + c)));
+      const Vec go = go_at(base + c);
+      IO::store(gx + base + c, go);
+      IO::store(gy + base + c, at::vec::fmadd(go, Vec::loadu(gate + c), Vec::loadu(coef + c)));
     }
     for (; c < C; ++c) {
-      gy[base + c] = scalar_t(T(gx[base + c]) * gate[c] + coef[c]);
+      const T go = go_scalar(base + c);
+      gx[base + c] = scalar_t(go);
+      gy[base + c] = scalar_t(go * gate[c] + coef[c]);
     }
   }
+}
+
+// backward_apply_sample with streaming stores of both gradients (float32); false when it
+// cannot (nothing written).
+inline bool backward_apply_sample_streaming(const float* grad, const float* out, float* gx,
+                                            float* gy, bool channels_last, int64_t C, int64_t HW,
+                                            const float* gate, const float* coef) {
+  using Vec = Vectorized<float>;
+  if (!aligned_for_streaming(gx) || !aligned_for_streaming(gy)) {
+    return false;
+  }
+  const Vec zero(0.0f);
+  return walk_sample_vectors(
+      C, HW, channels_last, gate, coef,
+      [&](int64_t j, const Vec& g, const Vec& k) {
+        const Vec go = Vec::blendv(zero, Vec::loadu(grad + j), Vec::loadu(out + j) > zero);
+        stream_store(gx + j, go);
+        stream_store(gy + j, at::vec::fmadd(go, g, k));
+      },
+      [&](int64_t j, float g, float k) {
+        const float go = out[j] > 0.0f ? grad[j] : 0.0f;
+        gx[j] = go;
+        gy[j] = go * g + k;
+      });
 }
 
 template <typename scalar_t>
@@ -687,8 +746,8 @@ void backward_range(const BackwardArgs& a, int64_t begin, int64_t end) {
       const int64_t off = (b0 + g) * sample;
       T* sums = scratch + g * stride;
       T* p = pooled + g * C;
-      backward_reduce_sample<scalar_t>(grad + off, y + off, out + off, gx + off, a.channels_last,
-                                       C, HW, sums, sums + C, p);
+      backward_reduce_sample<scalar_t>(grad + off, y + off, out + off, a.channels_last, C, HW,
+                                       sums, sums + C, p);
       for (int64_t c = 0; c < C; ++c) {
         p[c] *= inv_hw;
       }
@@ -727,9 +786,21 @@ void backward_range(const BackwardArgs& a, int64_t begin, int64_t end) {
         k[c] *= inv_hw;
       }
       const int64_t off = (b0 + g) * sample;
-      backward_apply_sample<scalar_t>(gx + off, gy + off, a.channels_last, C, HW,
-                                      scratch + g * stride + 2 * C, k);
+      const T* gate = scratch + g * stride + 2 * C;
+      bool streamed = false;
+      if constexpr (std::is_same_v<scalar_t, float>) {
+        streamed = a.stream_output &&
+                   backward_apply_sample_streaming(grad + off, out + off, gx + off, gy + off,
+                                                   a.channels_last, C, HW, gate, k);
+      }
+      if (!streamed) {
+        backward_apply_sample<scalar_t>(grad + off, out + off, gx + off, gy + off,
+                                        a.channels_last, C, HW, gate, k);
+      }
     }
+  }
+  if (a.stream_output) {
+    streaming_fence();
   }
 }
 
