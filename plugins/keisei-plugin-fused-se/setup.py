@@ -27,6 +27,13 @@ ISA_FLAGS: dict[str, list[str]] = {
 
 # Default-flag objects come first so that the linker keeps their copies of inline
 # functions shared with the ISA-specific objects.
+# at::parallel_for is a header template whose OpenMP build is a `#pragma omp parallel`:
+# without -fopenmp the pragma is dropped and the kernels run on one thread (the library
+# once shipped that way; torch.ops.keisei_fused_se.cpu_parallel_threads() and its test
+# catch it now). The linked libgomp.so.1 is the one torch already loaded (same soname),
+# so the kernels share torch's thread pool and torch.set_num_threads.
+OPENMP = ["-fopenmp"] if sys.platform.startswith("linux") else []
+
 SOURCES = ["fused_se.cpp", "kernels_default.cpp"]
 if X86:
     SOURCES += ["kernels_avx2.cpp", "kernels_avx512.cpp"]
@@ -60,7 +67,8 @@ setup(
             sources=[os.path.join(CSRC, name) for name in SOURCES],
             # torch's headers carry CUDA unroll pragmas, 32-byte vector ABI notes, and GCC 12's
             # AVX512 intrinsic headers a known false maybe-uninitialized warning: noise here.
-            extra_compile_args=["-O3", "-g0", "-Wno-unknown-pragmas", "-Wno-psabi", "-Wno-maybe-uninitialized", *(["-DKEISEI_FUSED_SE_X86_KERNELS"] if X86 else [])],
+            extra_compile_args=["-O3", "-g0", "-Wno-unknown-pragmas", "-Wno-psabi", "-Wno-maybe-uninitialized", *OPENMP, *(["-DKEISEI_FUSED_SE_X86_KERNELS"] if X86 else [])],
+            extra_link_args=OPENMP,
             depends=[os.path.join(CSRC, "kernels.h"), os.path.join(CSRC, "kernels_impl.h")],
         )
     ],

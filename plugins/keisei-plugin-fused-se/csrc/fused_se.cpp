@@ -16,6 +16,7 @@
 #include <torch/library.h>
 
 #include <algorithm>
+#include <atomic>
 #include <string>
 #include <tuple>
 
@@ -261,6 +262,18 @@ se_unit_backward(const at::Tensor& grad_in, const at::Tensor& y_in, const at::Te
 
 std::string cpu_kernel_isa() { return active_kernels().isa; }
 
+// How many threads one at::parallel_for over a batch of 64 runs on in this library. A
+// build without OpenMP silently runs the kernels on one thread (the pragma inside
+// at::parallel_for is dropped), and one linked to a second OpenMP runtime would not see
+// torch's thread numbers: both show here as 1 where torch has more threads.
+int64_t cpu_parallel_threads() {
+  std::atomic<uint64_t> seen{0};
+  at::parallel_for(0, 64, 1, [&](int64_t, int64_t) {
+    seen.fetch_or(uint64_t{1} << std::min(at::get_thread_num(), 63));
+  });
+  return __builtin_popcountll(seen.load());
+}
+
 // Autograd for se_unit_cpu, in C++: a training step on CPU tensors then runs no Python.
 // The public op's autograd formula is Python (torch.library), which cost about 200 us per
 // step in torch.profiler: negligible at batch 64, more than the kernels at batch 1.
@@ -307,6 +320,7 @@ at::Tensor se_unit_cpu_autograd(const at::Tensor& y, const at::Tensor& residual,
 
 TORCH_LIBRARY_FRAGMENT(keisei_fused_se, m) {
   m.def("cpu_kernel_isa() -> str", &keisei_fused_se::cpu_kernel_isa);
+  m.def("cpu_parallel_threads() -> int", &keisei_fused_se::cpu_parallel_threads);
 }
 
 TORCH_LIBRARY_IMPL(keisei_fused_se, CPU, m) {

@@ -4,6 +4,7 @@ torch.export, the per-ISA CPU kernels, input checks and the not-built error."""
 from __future__ import annotations
 
 import os
+import sys
 
 import pytest
 import torch
@@ -23,6 +24,22 @@ def leaves(inputs: list[torch.Tensor]) -> list[torch.Tensor]:
 def test_cpu_kernel_is_built() -> None:
     assert cpu_kernels_available(), "build it: pip install --no-build-isolation -e plugins/keisei-plugin-fused-se"
     assert cpu_kernel_isa() in {"avx512", "avx2", "default"}
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="built with OpenMP on Linux only")
+def test_cpu_kernels_run_on_torchs_threads() -> None:
+    """The kernels' at::parallel_for runs on torch's OpenMP threads and follows
+    torch.set_num_threads. (Built without -fopenmp, the pragma inside at::parallel_for is
+    dropped and every call runs on one thread; with a second OpenMP runtime the thread
+    numbers torch reports would all be 0. Both read as 1 here.)"""
+    before = torch.get_num_threads()
+    try:
+        torch.set_num_threads(2)
+        assert torch.ops.keisei_fused_se.cpu_parallel_threads() == 2
+        torch.set_num_threads(1)
+        assert torch.ops.keisei_fused_se.cpu_parallel_threads() == 1
+    finally:
+        torch.set_num_threads(before)
 
 
 @pytest.mark.parametrize(("film", "channels_last"), CASES)
