@@ -102,6 +102,9 @@ def test_garbage_configs_give_one_line_errors_never_tracebacks(data: dict[str, A
         ("strategies = []", "bad.toml: strategies: must not be empty"),
         ("seed = true", "bad.toml: seed: expected an integer, got True"),
         ("name = ", "bad.toml: invalid TOML"),
+        # a string must not be iterated into a list of its characters
+        ("strategies = 'eager'", "bad.toml: strategies: expected a list, got 'eager'"),
+        ("batch_sizes = 64", "bad.toml: batch_sizes: expected a list, got 64"),
     ],
 )
 def test_config_file_errors_name_the_key(tmp_path: Path, text: str, message: str) -> None:
@@ -129,7 +132,14 @@ def test_overrides_are_typed() -> None:
 
 @pytest.mark.parametrize(
     ("item", "message"),
-    [("novalue", "expected KEY=VALUE"), ("models.3.name=x", "models.3 does not exist"), ("a b=1", "invalid key segment")],
+    [
+        ("novalue", "expected KEY=VALUE"),
+        ("models.3.name=x", "models.3 does not exist"),
+        ("a b=1", "invalid key segment"),
+        # what a shell leaves of --set strategies=["eager","inductor"] without single quotes
+        ("strategies=[eager,inductor]", "not a valid TOML array or table.*strings inside need double quotes"),
+        ("bench={threads=}", "not a valid TOML array or table"),
+    ],
 )
 def test_bad_overrides(item: str, message: str) -> None:
     with pytest.raises(ConfigError, match=message):

@@ -7,10 +7,12 @@ is an error naming its key path, never a silent conversion.
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any, TypeVar
 
 import cattrs
+from cattrs.cols import is_mutable_sequence, list_structure_factory
 from cattrs.errors import ClassValidationError, ForbiddenExtraKeysError, IterableValidationError
 
 from keisei_core.errors import ConfigError
@@ -42,6 +44,19 @@ def _strict_bool(value: Any, _type: type) -> bool:
     return value
 
 
+def _strict_list_factory(type_: Any, conv: cattrs.Converter) -> Callable[[Any, Any], Any]:
+    """Lists take lists (TOML arrays) only: cattrs would iterate a string into a list of
+    its characters (strategies = "eager" -> ['e', 'a', 'g', 'e', 'r'])."""
+    structure_items = list_structure_factory(type_, conv)
+
+    def structure_list(value: Any, cl: Any) -> Any:
+        if not isinstance(value, list | tuple):
+            raise TypeError(f"expected a list, got {value!r}")
+        return structure_items(value, cl)
+
+    return structure_list
+
+
 def make_converter() -> cattrs.Converter:
     conv = cattrs.Converter(forbid_extra_keys=True, detailed_validation=True)
     conv.register_structure_hook(int, _strict_int)
@@ -49,6 +64,7 @@ def make_converter() -> cattrs.Converter:
     conv.register_structure_hook(str, _strict_str)
     conv.register_structure_hook(bool, _strict_bool)
     conv.register_structure_hook(Path, lambda v, _t: Path(_strict_str(v, str)))
+    conv.register_structure_hook_factory(is_mutable_sequence, _strict_list_factory)
     conv.register_unstructure_hook(Path, str)
     return conv
 
@@ -61,7 +77,8 @@ _ATTRS_VALIDATOR = re.compile(r"^'(?P<field>[A-Za-z_][A-Za-z0-9_]*)' (?P<rest>.*
 def _messages(exc: BaseException, path: str) -> list[str]:
     """Flatten cattrs' exception groups into ``path: message`` lines."""
     if isinstance(exc, ForbiddenExtraKeysError):
-        keys = ", ".join(sorted(exc.extra_fields))
+        # repr() for keys that would not read as one plain word (empty, spaces, newlines)
+        keys = ", ".join(k if k.isprintable() and k.strip() == k and k else repr(k) for k in sorted(exc.extra_fields))
         return [f"{path}: unknown key(s) {keys}" if path else f"unknown key(s) {keys}"]
     if isinstance(exc, ClassValidationError | IterableValidationError):
         out: list[str] = []

@@ -1,5 +1,7 @@
 """``--set a.b=c`` overrides: the value is parsed as a TOML value (``3``, ``0.5``, ``true``,
-``[1, 64]``, ``"text"``); anything that is not valid TOML is taken as a plain string."""
+``[1, 64]``, ``"text"``); anything else that is not valid TOML is taken as a plain string,
+except what looks like an array or an inline table (``[...]``, ``{...}``): that is an
+error, since the usual cause is a shell that ate the quotes around strings inside it."""
 
 from __future__ import annotations
 
@@ -14,9 +16,15 @@ _KEY = re.compile(r"^[A-Za-z0-9_-]+$")
 
 
 def parse_value(text: str) -> Any:
+    """The TOML value ``text``, or ``text`` itself when it is not TOML (``--set name=run1``).
+
+    Raises ValueError for an invalid array or inline table: taken as a string it would
+    reach a list-typed key as one string."""
     try:
         return tomllib.loads(f"v = {text}")["v"]
-    except tomllib.TOMLDecodeError:
+    except tomllib.TOMLDecodeError as exc:
+        if text.startswith(("[", "{")):
+            raise ValueError(f"not a valid TOML array or table ({exc})") from None
         return text
 
 
@@ -34,7 +42,13 @@ def parse_override(item: str) -> tuple[list[str | int], Any]:
             path.append(part)
         else:
             raise ConfigError(f"--set {item!r}: invalid key segment {part!r}")
-    return path, parse_value(value.strip())
+    try:
+        return path, parse_value(value.strip())
+    except ValueError as exc:
+        raise ConfigError(
+            f"--set {item!r}: {exc}; strings inside need double quotes, and the whole argument "
+            f"single quotes for the shell, e.g. --set 'strategies=[\"eager\",\"inductor\"]'"
+        ) from None
 
 
 def apply_overrides(data: dict[str, Any], items: Iterable[str]) -> dict[str, Any]:
