@@ -121,6 +121,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             **unit_timing.summary(timings),
             "samples": timings["fused"].n,
             "first_call_seconds": first,
+            "page_faults_per_call": unit_timing.page_faults_per_call(calls, sync=sync),
         }
     results["load_average_after"] = list(os.getloadavg()) if hasattr(os, "getloadavg") else None
     return results
@@ -240,6 +241,11 @@ def format_results(results: dict[str, Any]) -> str:
             f"{mode:8} {r['eager_us']:10.1f} {r['compiled_us']:12.1f} {r['fused_us']:10.1f} "
             f"{r['fused_vs_eager']:11.2f}x {r['fused_vs_compiled']:14.2f}x"
         )
+    for mode in ("forward", "train"):
+        faults = results.get(mode, {}).get("page_faults_per_call")
+        if faults:
+            counts = ", ".join(f"{name} {faults[name]:.0f}" for name in ("eager", "compiled", "fused"))
+            lines.append(f"minor page faults per {mode} call (5 rounds after the timing): {counts}")
     lines.append("speedups are medians of per-round ratios (interleaved rounds); IQR/median per form in --json")
     return "\n".join(lines)
 

@@ -7,8 +7,8 @@ training step (forward + backward to inputs and weights).
 
 Headline: the fused op's forward speedup over the eager sequence (median of per-round
 ratios). ``extra`` holds the medians in µs of every form in both modes, the speedups
-over the compiled sequence, first-call (compile) seconds and the fused-vs-eager output
-difference. The measurement does not depend on the cell's strategy (it builds its own
+over the compiled sequence, first-call (compile) seconds, minor page faults per call of
+each form (counted after the timing) and the fused-vs-eager output difference. The measurement does not depend on the cell's strategy (it builds its own
 forms), so it runs once per (model, batch size, device, dtype) in a run and other
 strategies' cells reuse it, saying so in ``extra``.
 """
@@ -56,9 +56,11 @@ def run_se_op(context: ProbeContext) -> ProbeResult:
     forward = unit_timing.forward_calls(forms, y, residual)
     first_forward = unit_timing.first_calls(forward, sync)
     forward_times = context.time_interleaved(forward)
+    forward_faults = unit_timing.page_faults_per_call(forward, sync=sync)
     train = unit_timing.train_calls(forms, y, residual, seed=context.seed)
     first_train = unit_timing.first_calls(train, sync)
     train_times = context.time_interleaved(train)
+    train_faults = unit_timing.page_faults_per_call(train, sync=sync)
 
     headline = unit_timing.paired_ratio(forward_times["eager"], forward_times["fused"])
     extra: dict[str, Any] = {
@@ -71,6 +73,7 @@ def run_se_op(context: ProbeContext) -> ProbeResult:
         "forward": unit_timing.summary(forward_times),
         "train": unit_timing.summary(train_times),
         "first_call_seconds": {"forward": first_forward, "train": first_train},
+        "page_faults_per_call": {"forward": forward_faults, "train": train_faults},
         "max_abs_difference": unit_timing.max_difference(forms, y, residual),
         "cpu_isa": cpu_kernel_isa() if context.device == "cpu" else None,
         "measured_in_strategy": context.strategy,

@@ -65,8 +65,23 @@ def test_probe_times_three_forms_and_reuses_across_strategies(tmp_path: Path) ->
         for form in ("eager", "compiled", "fused"):
             assert extra[mode][f"{form}_us"] > 0
     assert extra["max_abs_difference"] < 1e-5
+    for mode in ("forward", "train"):
+        faults = extra["page_faults_per_call"][mode]
+        assert set(faults) == {"eager", "compiled", "fused"} and min(faults.values()) >= 0
     again = run_se_op(context(model, tmp_path, strategy="fused-se", cache=cache))
     assert again.value == result.value and again.extra["reused_for_strategy"] == "fused-se"
+
+
+def test_page_fault_count_sees_first_touches() -> None:
+    """A call that fills a fresh 64 MB buffer (above glibc's largest mmap threshold, so
+    new pages every call) faults on its 16,384 pages; a call that touches nothing, on
+    none worth counting."""
+    from keisei_plugin_fused_se.unit_timing import page_faults_per_call
+
+    faults = page_faults_per_call({"fills": lambda: bytearray(b"\1") * (64 << 20), "idle": lambda: None}, rounds=3)
+    assert faults is not None
+    assert faults["fills"] >= 10_000
+    assert faults["idle"] < 100
 
 
 def test_bench_command_rejects_bad_arguments(capsys: pytest.CaptureFixture[str]) -> None:
@@ -85,4 +100,5 @@ def test_bench_command_runs(tmp_path: Path, capsys: pytest.CaptureFixture[str]) 
     assert code == 0
     text = capsys.readouterr().out
     assert "fused/eager" in text and "forward" in text
+    assert "minor page faults per forward call" in text
     assert out.exists()
