@@ -18,7 +18,10 @@ cases = [
     for dtype in (torch.float32, torch.bfloat16)
     for film, channels_last in ((False, False), (True, True))
 ]
-cases += [(16, 200, 19, 19, True, False, torch.float32), (14, 320, 16, 16, False, True, torch.float32)]
+cases += [
+    (16, 200, 19, 19, True, False, torch.float32),
+    (14, 320, 16, 16, False, True, torch.float32),
+]
 for batch, channels, height, width, film, channels_last, dtype in cases:
     inputs = make_inputs(batch, channels, height, width, 5, film, dtype, channels_last, seed=7)
     inputs = [t.requires_grad_() for t in inputs]
