@@ -96,6 +96,7 @@ def test_garbage_configs_give_one_line_errors_never_tracebacks(data: dict[str, A
         ("batch_sizes = [1, 'x']", "bad.toml: batch_sizes[1]: expected an integer, got 'x'"),
         ("batch_sizes = [0, 4]", "bad.toml: batch_sizes: must hold integers >= 1"),
         ("device = 'tpu'", "bad.toml: device:"),
+        ("dtype = 'float64'", "bad.toml: dtype: must be one of 'float32', 'bfloat16', 'float16' (got 'float64')"),
         ("[bench]\nmin_samples = 1", "bad.toml: bench.min_samples: must be >= 3 (got 1)"),
         ("[bench]\ntypo = 1", "bad.toml: bench: unknown key(s) typo"),
         ("models = [{ name = 'x', optoins = {} }]", "bad.toml: models[0]: unknown key(s) optoins"),

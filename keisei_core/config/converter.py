@@ -71,6 +71,7 @@ def make_converter() -> cattrs.Converter:
 
 converter = make_converter()
 
+_LITERAL_MISMATCH = re.compile(r"^(?P<value>.*) not in literal typing\.Literal\[(?P<choices>.*)\]$", re.S)
 _ATTRS_VALIDATOR = re.compile(r"^'(?P<field>[A-Za-z_][A-Za-z0-9_]*)' (?P<rest>.*)$", re.S)
 
 
@@ -101,6 +102,10 @@ def _messages(exc: BaseException, path: str) -> list[str]:
     text = " ".join(raw.split()) or type(exc).__name__
     if "is not iterable" in text or "not subscriptable" in text or "object has no attribute 'keys'" in text:
         return [f"{path or 'value'}: expected a table"]
+    literal = _LITERAL_MISMATCH.match(text)
+    if literal:  # cattrs: "float64 not in literal typing.Literal['float32', 'bfloat16']"
+        choices = literal.group("choices")
+        return [f"{path or 'value'}: must be one of {choices} (got {literal.group('value')!r})"]
     match = _ATTRS_VALIDATOR.match(text)
     if match:  # attrs validator messages look like "'depth' must be >= 0: -1"
         rest = match.group("rest")
