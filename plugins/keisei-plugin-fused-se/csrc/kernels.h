@@ -20,8 +20,8 @@ enum class ScalarKind : int { Float = 0, Double = 1, BFloat16 = 2, Half = 3 };
 // a third of the op at batch 1). For larger batches the dispatcher also passes
 // transposed copies, w1t [C, hidden] and w2t [hidden, E], and the kernels run the MLP for
 // a group of samples at once as register-blocked row combinations: each weight row is
-// loaded once per group instead of once per sample, and no horizontal sums (a tenth of
-// the forward's time at batch 64 with dot products).
+// loaded once per group instead of once per sample, and no horizontal sums (with dot
+// products the MLP was 211-229 us of a 1.22-1.25 ms batch-64 forward; grouped, 65-81 us).
 struct ForwardArgs {
   ScalarKind kind;
   bool channels_last;
