@@ -108,39 +108,10 @@ inline void fill(T* dst, T value, int64_t n) {
   }
 }
 
-// Requests the cache lines of [p, p + bytes) into L2: for reading (write = false) or
-// in exclusive state for writing (write = true, so the later store needs no read for
-// ownership on its critical path).
-template <bool write>
-inline void prefetch_l2(const void* p, int64_t bytes) {
-  const char* first = static_cast<const char*>(p);
-  for (int64_t offset = 0; offset < bytes; offset += 64) {
-    __builtin_prefetch(first + offset, write ? 1 : 0, 2);
-  }
-}
-
-// While pooling a sample, the apply pass's other streams (the residual to read, the output
-// to write) are requested into L2 alongside: one core's demand loads alone keep too few
-// misses in flight to use the cache hierarchy's bandwidth, and in the apply pass every
-// stream then hits L2. Both pointers may be null.
-template <typename scalar_t>
-struct ApplyPrefetch {
-  const scalar_t* residual = nullptr;
-  scalar_t* out = nullptr;
-  void rows(int64_t first, int64_t count) const {
-    if (residual != nullptr) {
-      prefetch_l2<false>(residual + first, count * int64_t(sizeof(scalar_t)));
-    }
-    if (out != nullptr) {
-      prefetch_l2<true>(out + first, count * int64_t(sizeof(scalar_t)));
-    }
-  }
-};
-
 // pooled[c] = mean over the board of y[c] (per-sample block of C*HW elements).
 template <typename scalar_t>
 inline void pool_sample(const scalar_t* y, bool channels_last, int64_t C, int64_t HW,
-                        acc_t<scalar_t>* pooled, const ApplyPrefetch<scalar_t>& prefetch = {}) {
+                        acc_t<scalar_t>* pooled) {
   using T = acc_t<scalar_t>;
   using IO = VecIO<scalar_t>;
   using Vec = typename IO::Vec;
@@ -149,7 +120,6 @@ inline void pool_sample(const scalar_t* y, bool channels_last, int64_t C, int64_
   if (!channels_last) {
     for (int64_t c = 0; c < C; ++c) {
       const scalar_t* row = y + c * HW;
-      prefetch.rows(c * HW, HW);
       Vec acc(T(0));
       int64_t i = 0;
       for (; i + V <= HW; i += V) {
@@ -166,7 +136,6 @@ inline void pool_sample(const scalar_t* y, bool channels_last, int64_t C, int64_
   fill<T>(pooled, T(0), C);
   for (int64_t p = 0; p < HW; ++p) {
     const scalar_t* row = y + p * C;
-    prefetch.rows(p * C, C);
     int64_t c = 0;
     for (; c + V <= C; c += V) {
       (Vec::loadu(pooled + c) + IO::load(row + c)).store(pooled + c);
@@ -544,9 +513,7 @@ void forward_range(const ForwardArgs& a, int64_t begin, int64_t end) {
     const int64_t count = std::min(kGroup, end - b0);
     T* pooled = static_cast<T*>(a.scratch) + b0 * stride;
     for (int64_t g = 0; g < count; ++g) {
-      const int64_t off = (b0 + g) * sample;
-      pool_sample<scalar_t>(y + off, a.channels_last, C, HW, pooled + g * stride,
-                            {x + off, a.stream_output ? nullptr : out + off});
+      pool_sample<scalar_t>(y + (b0 + g) * sample, a.channels_last, C, HW, pooled + g * stride);
     }
     excite_samples<T>(count, w1, w1t, b1, w2, w2t, b2, C, H, a.film, {pooled, stride},
                       {pooled + 3 * C, stride}, {pooled + C, stride}, {pooled + 2 * C, stride});
