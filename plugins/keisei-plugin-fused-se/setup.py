@@ -69,7 +69,7 @@ setup(
             # AVX512 intrinsic headers a known false maybe-uninitialized warning: noise here.
             extra_compile_args=["-O3", "-g0", "-Wno-unknown-pragmas", "-Wno-psabi", "-Wno-maybe-uninitialized", *OPENMP, *(["-DKEISEI_FUSED_SE_X86_KERNELS"] if X86 else [])],
             extra_link_args=OPENMP,
-            depends=[os.path.join(CSRC, "kernels.h"), os.path.join(CSRC, "kernels_impl.h")],
+            depends=[os.path.join(CSRC, name) for name in ("kernels.h", "kernels_impl.h", "transpose.h")],
         )
     ],
     # Per-source flags need the one-file-at-a-time compile path (ninja takes one flag set).

@@ -21,6 +21,7 @@
 #include <tuple>
 
 #include "kernels.h"
+#include "transpose.h"
 
 namespace keisei_fused_se {
 namespace {
@@ -98,9 +99,11 @@ at::ScalarType accumulate_type(at::ScalarType type) {
 }
 
 // From this batch size on, the kernels get transposed copies of the two weights and run
-// the MLP for groups of samples (kernels.h). The copies cost about as much as the
-// per-sample dot products of a few samples, so small batches (acting) go without.
-constexpr int64_t kTransposedWeightsMinBatch = 8;
+// the MLP for groups of samples (kernels.h). tools/kernel_timing.cpp (256 channels,
+// hidden 64, one thread): the two copies take 23-27 us and grouping saves about 2.2 us
+// per sample (the MLP 3.0-3.2 us per sample one at a time, 0.9 us grouped), so it pays
+// from about 12 samples; 16 keeps a margin, and acting batches go without.
+constexpr int64_t kTransposedWeightsMinBatch = 16;
 
 // Outputs at least this large (the forward's output, the backward's two gradients) are
 // written with non-temporal stores (float32, AVX2 or AVX512): such an output does not fit
@@ -131,28 +134,12 @@ struct KernelWeights {
     }
   }
 
-  // A contiguous transposed copy of a contiguous float or double matrix, in 16 x 16 tiles
-  // (both sides of a tile stay in L1). aten's t().contiguous() took about 45 us for one
-  // 64 x 256 float32 matrix in torch.profiler; the two were a tenth of a batch-64 forward.
+  // A contiguous transposed copy of a contiguous float or double matrix.
   static at::Tensor transposed(const at::Tensor& m) {
-    const int64_t rows = m.size(0);
-    const int64_t cols = m.size(1);
-    at::Tensor out = at::empty({cols, rows}, m.options());
+    at::Tensor out = at::empty({m.size(1), m.size(0)}, m.options());
     AT_DISPATCH_FLOATING_TYPES(m.scalar_type(), "keisei_fused_se_transpose", [&] {
-      const scalar_t* src = m.const_data_ptr<scalar_t>();
-      scalar_t* dst = out.mutable_data_ptr<scalar_t>();
-      constexpr int64_t tile = 16;
-      for (int64_t r0 = 0; r0 < rows; r0 += tile) {
-        for (int64_t c0 = 0; c0 < cols; c0 += tile) {
-          const int64_t r1 = std::min(r0 + tile, rows);
-          const int64_t c1 = std::min(c0 + tile, cols);
-          for (int64_t r = r0; r < r1; ++r) {
-            for (int64_t c = c0; c < c1; ++c) {
-              dst[c * rows + r] = src[r * cols + c];
-            }
-          }
-        }
-      }
+      transpose_tiled(m.const_data_ptr<scalar_t>(), m.size(0), m.size(1),
+                      out.mutable_data_ptr<scalar_t>());
     });
     return out;
   }

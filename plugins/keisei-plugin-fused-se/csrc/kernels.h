@@ -16,8 +16,8 @@ enum class ScalarKind : int { Float = 0, Double = 1, BFloat16 = 2, Half = 3 };
 // Weights and biases are in the accumulate type (double for double inputs, float
 // otherwise), row-major as torch stores them: w1 [hidden, C] (fc1) and w2 [E, hidden]
 // (fc2) with E = C or 2C. For small batches the forward MLP takes one dot product per
-// output row of those matrices, so no call pays for transposed copies (they cost ~20 us,
-// a third of the op at batch 1). For larger batches the dispatcher also passes
+// output row of those matrices, so no call pays for transposed copies (aten's cost
+// ~20 us, a third of the op at batch 1). For larger batches the dispatcher also passes
 // transposed copies, w1t [C, hidden] and w2t [hidden, E], and the kernels run the MLP for
 // a group of samples at once as register-blocked row combinations: each weight row is
 // loaded once per group instead of once per sample, and no horizontal sums (with dot
