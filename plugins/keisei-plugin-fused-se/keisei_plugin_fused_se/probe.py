@@ -8,7 +8,8 @@ training step (forward + backward to inputs and weights).
 Headline: the fused op's forward speedup over the eager sequence (median of per-round
 ratios). ``extra`` holds the medians in µs of every form in both modes, the speedups
 over the compiled sequence, first-call (compile) seconds, minor page faults per call of
-each form (counted after the timing) and the fused-vs-eager output difference. The measurement does not depend on the cell's strategy (it builds its own
+each form (counted after the timing) and the fused-vs-eager output difference. The
+measurement does not depend on the cell's strategy (it builds its own
 forms), so it runs once per (model, batch size, device, dtype) in a run and other
 strategies' cells reuse it, saying so in ``extra``.
 """
