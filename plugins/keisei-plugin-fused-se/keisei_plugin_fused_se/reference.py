@@ -14,13 +14,20 @@ import torch
 from torch import Tensor
 
 
-def se_unit_reference(
+def se_unit_preactivation(
     y: Tensor, residual: Tensor, w1: Tensor, b1: Tensor, w2: Tensor, b2: Tensor, film: bool
 ) -> Tensor:
+    """``y * sigmoid(g) [+ shift] + residual``: the unit before its final ReLU."""
     pooled = y.mean(dim=(2, 3))
     hidden = torch.relu(torch.nn.functional.linear(pooled, w1, b1))
     excite = torch.nn.functional.linear(hidden, w2, b2)
     if film:
         logits, shift = excite.chunk(2, dim=1)
-        return torch.relu(y * torch.sigmoid(logits)[:, :, None, None] + shift[:, :, None, None] + residual)
-    return torch.relu(y * torch.sigmoid(excite)[:, :, None, None] + residual)
+        return y * torch.sigmoid(logits)[:, :, None, None] + shift[:, :, None, None] + residual
+    return y * torch.sigmoid(excite)[:, :, None, None] + residual
+
+
+def se_unit_reference(
+    y: Tensor, residual: Tensor, w1: Tensor, b1: Tensor, w2: Tensor, b2: Tensor, film: bool
+) -> Tensor:
+    return torch.relu(se_unit_preactivation(y, residual, w1, b1, w2, b2, film))
