@@ -34,7 +34,7 @@ ISA_FLAGS: dict[str, list[str]] = {
 # so the kernels share torch's thread pool and torch.set_num_threads.
 OPENMP = ["-fopenmp"] if sys.platform.startswith("linux") else []
 
-SOURCES = ["fused_se.cpp", "kernels_default.cpp"]
+SOURCES = ["fused_se.cpp", "buffer_pool.cpp", "kernels_default.cpp"]
 if X86:
     SOURCES += ["kernels_avx2.cpp", "kernels_avx512.cpp"]
 
@@ -69,7 +69,7 @@ setup(
             # AVX512 intrinsic headers a known false maybe-uninitialized warning: noise here.
             extra_compile_args=["-O3", "-g0", "-Wno-unknown-pragmas", "-Wno-psabi", "-Wno-maybe-uninitialized", *OPENMP, *(["-DKEISEI_FUSED_SE_X86_KERNELS"] if X86 else [])],
             extra_link_args=OPENMP,
-            depends=[os.path.join(CSRC, name) for name in ("kernels.h", "kernels_impl.h", "transpose.h")],
+            depends=[os.path.join(CSRC, name) for name in ("buffer_pool.h", "kernels.h", "kernels_impl.h", "transpose.h")],
         )
     ],
     # Per-source flags need the one-file-at-a-time compile path (ninja takes one flag set).

@@ -10,6 +10,7 @@
 
 #include <ATen/ATen.h>
 #include <ATen/Dispatch.h>
+#include <ATen/EmptyTensor.h>
 #include <ATen/Parallel.h>
 #include <ATen/Version.h>
 #include <torch/autograd.h>
@@ -19,7 +20,9 @@
 #include <atomic>
 #include <string>
 #include <tuple>
+#include <vector>
 
+#include "buffer_pool.h"
 #include "kernels.h"
 #include "transpose.h"
 
@@ -67,6 +70,15 @@ at::MemoryFormat activation_format(const at::Tensor& y) {
   return !y.is_contiguous() && y.is_contiguous(at::MemoryFormat::ChannelsLast)
              ? at::MemoryFormat::ChannelsLast
              : at::MemoryFormat::Contiguous;
+}
+
+// An uninitialised activation-shaped output. Large ones come from the op's buffer pool
+// (buffer_pool.h): a loop of same-shaped calls then writes to warm pages instead of
+// page-faulting on fresh memory.
+at::Tensor empty_output(const at::Tensor& like, at::MemoryFormat format) {
+  return at::detail::empty_generic(like.sizes(), &BufferPool::instance(),
+                                   c10::DispatchKeySet(c10::DispatchKey::CPU),
+                                   like.scalar_type(), format);
 }
 
 void check_inputs(const at::Tensor& y, const at::Tensor& residual, const at::Tensor& w1,
@@ -155,7 +167,7 @@ at::Tensor se_unit_forward(const at::Tensor& y_in, const at::Tensor& residual_in
   const at::MemoryFormat format = activation_format(y_in);
   const at::Tensor y = y_in.contiguous(format);
   const at::Tensor x = residual_in.contiguous(format);
-  at::Tensor out = at::empty(y.sizes(), y.options().memory_format(format));
+  at::Tensor out = empty_output(y, format);
   const int64_t B = y.size(0);
   if (B == 0) {
     return out;
@@ -194,8 +206,8 @@ se_unit_backward(const at::Tensor& grad_in, const at::Tensor& y_in, const at::Te
   const at::Tensor y = y_in.contiguous(format);
   const at::Tensor out = out_in.contiguous(format);
   const at::Tensor grad = grad_in.contiguous(format);
-  at::Tensor grad_y = at::empty(y.sizes(), y.options().memory_format(format));
-  at::Tensor grad_residual = at::empty(y.sizes(), y.options().memory_format(format));
+  at::Tensor grad_y = empty_output(y, format);
+  at::Tensor grad_residual = empty_output(y, format);
 
   const int64_t B = y.size(0);
   const int64_t C = y.size(1);
@@ -261,6 +273,18 @@ int64_t cpu_parallel_threads() {
   return __builtin_popcountll(seen.load());
 }
 
+// The output buffer pool's counters: hits, misses, idle bytes, idle blocks, limit bytes.
+std::vector<int64_t> cpu_buffer_pool_stats() {
+  const BufferPoolStats s = BufferPool::instance().stats();
+  return {s.hits, s.misses, s.idle_bytes, s.idle_blocks, s.limit_bytes};
+}
+
+void cpu_buffer_pool_set_limit(int64_t limit_bytes) {
+  BufferPool::instance().set_limit_bytes(limit_bytes);
+}
+
+int64_t cpu_buffer_pool_release() { return BufferPool::instance().release_idle(); }
+
 // Autograd for se_unit_cpu, in C++: a training step on CPU tensors then runs no Python.
 // The public op's autograd formula is Python (torch.library), which cost about 200 us per
 // step in torch.profiler: negligible at batch 64, more than the kernels at batch 1.
@@ -308,6 +332,10 @@ at::Tensor se_unit_cpu_autograd(const at::Tensor& y, const at::Tensor& residual,
 TORCH_LIBRARY_FRAGMENT(keisei_fused_se, m) {
   m.def("cpu_kernel_isa() -> str", &keisei_fused_se::cpu_kernel_isa);
   m.def("cpu_parallel_threads() -> int", &keisei_fused_se::cpu_parallel_threads);
+  m.def("cpu_buffer_pool_stats() -> int[]", &keisei_fused_se::cpu_buffer_pool_stats);
+  m.def("cpu_buffer_pool_set_limit(int limit_bytes) -> ()",
+        &keisei_fused_se::cpu_buffer_pool_set_limit);
+  m.def("cpu_buffer_pool_release() -> int", &keisei_fused_se::cpu_buffer_pool_release);
 }
 
 TORCH_LIBRARY_IMPL(keisei_fused_se, CPU, m) {

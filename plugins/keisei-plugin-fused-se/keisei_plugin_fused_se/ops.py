@@ -136,6 +136,18 @@ if _CPU_ERROR is not None:
     _lib.impl("se_unit_backward_cpu", _not_built, "CPU")
 
 
+def _apply_pool_limit_from_environment() -> None:
+    from keisei_plugin_fused_se.buffer_pool import limit_from_environment
+
+    limit = limit_from_environment()
+    if limit is not None:
+        torch.ops.keisei_fused_se.cpu_buffer_pool_set_limit(limit)
+
+
+if _CPU_ERROR is None:
+    _apply_pool_limit_from_environment()
+
+
 def cpu_kernels_available() -> bool:
     return _CPU_ERROR is None
 

@@ -2,8 +2,9 @@
 
 Some checks need a fresh interpreter: a lower ATEN_CPU_CAPABILITY (read once per
 process), the C++ library hidden (the not-built error), TRITON_INTERPRET=1 (read when
-triton is imported). Each costs a torch import, so the first test that needs one starts
-all of them at once and each test then waits for its own.
+triton is imported), KEISEI_FUSED_SE_POOL_LIMIT_MB (read when the op loads). Each costs
+a torch import, so the first test that needs one starts all of them at once and each
+test then waits for its own.
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ CHECKS: dict[str, tuple[str, list[str], dict[str, str]]] = {
     "isa-avx2": ("isa_check.py", ["avx2"], {"ATEN_CPU_CAPABILITY": "avx2"}),
     "not-built": ("not_built_check.py", [], {}),
     "triton-interpret": ("triton_interpret_check.py", [], {"TRITON_INTERPRET": "1"}),
+    "pool-env": ("pool_env_check.py", [], {"KEISEI_FUSED_SE_POOL_LIMIT_MB": "16"}),
 }
 
 
