@@ -14,6 +14,7 @@
 #include <ATen/Parallel.h>
 #include <ATen/Version.h>
 #include <torch/autograd.h>
+#include <torch/csrc/autograd/functions/utils.h>
 #include <torch/library.h>
 
 #include <algorithm>
@@ -159,9 +160,15 @@ struct KernelWeights {
   static const void* pointer(const at::Tensor& t) { return t.defined() ? t.data_ptr() : nullptr; }
 };
 
-at::Tensor se_unit_forward(const at::Tensor& y_in, const at::Tensor& residual_in,
-                           const at::Tensor& w1, const at::Tensor& b1, const at::Tensor& w2,
-                           const at::Tensor& b2, bool film) {
+int64_t mask_bytes_for(const at::Tensor& y) {
+  return mask_bytes_per_sample(y.size(1) * y.size(2) * y.size(3));
+}
+
+// The forward pass; with `with_mask`, also ReLU's mask in bits ([B, mask_bytes] uint8,
+// kernels.h), which the training path saves instead of the output.
+std::tuple<at::Tensor, at::Tensor> se_unit_forward_impl(
+    const at::Tensor& y_in, const at::Tensor& residual_in, const at::Tensor& w1,
+    const at::Tensor& b1, const at::Tensor& w2, const at::Tensor& b2, bool film, bool with_mask) {
   check_inputs(y_in, residual_in, w1, b1, w2, b2, film);
   const ScalarKind kind = scalar_kind(y_in.scalar_type());
   const at::MemoryFormat format = activation_format(y_in);
@@ -169,8 +176,12 @@ at::Tensor se_unit_forward(const at::Tensor& y_in, const at::Tensor& residual_in
   const at::Tensor x = residual_in.contiguous(format);
   at::Tensor out = empty_output(y, format);
   const int64_t B = y.size(0);
+  at::Tensor mask;
+  if (with_mask) {
+    mask = at::empty({B, mask_bytes_for(y)}, y.options().dtype(at::kByte));
+  }
   if (B == 0) {
-    return out;
+    return {out, mask};
   }
   const int64_t C = y.size(1);
   const int64_t H = w1.size(0);
@@ -187,24 +198,54 @@ at::Tensor se_unit_forward(const at::Tensor& y_in, const at::Tensor& residual_in
                    w.b1.data_ptr(), w.w2.data_ptr(),
                    w.b2.data_ptr(), KernelWeights::pointer(w.w1t),
                    KernelWeights::pointer(w.w2t), scratch.data_ptr(),
-                   stride,        stream_output(out)};
+                   stride,        stream_output(out),
+                   with_mask ? mask.data_ptr() : nullptr,
+                   with_mask ? mask.size(1) : 0};
   const KernelTable& kernels = active_kernels();
   at::parallel_for(0, B, 1, [&](int64_t begin, int64_t end) { kernels.forward(args, begin, end); });
-  return out;
+  return {out, mask};
 }
 
-std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tensor>
-se_unit_backward(const at::Tensor& grad_in, const at::Tensor& y_in, const at::Tensor& out_in,
-                 const at::Tensor& w1, const at::Tensor& b1, const at::Tensor& w2,
-                 const at::Tensor& b2, bool film) {
-  check_inputs(y_in, out_in, w1, b1, w2, b2, film);
+at::Tensor se_unit_forward(const at::Tensor& y, const at::Tensor& residual, const at::Tensor& w1,
+                           const at::Tensor& b1, const at::Tensor& w2, const at::Tensor& b2,
+                           bool film) {
+  return std::get<0>(se_unit_forward_impl(y, residual, w1, b1, w2, b2, film, false));
+}
+
+std::tuple<at::Tensor, at::Tensor> se_unit_train_forward(const at::Tensor& y,
+                                                         const at::Tensor& residual,
+                                                         const at::Tensor& w1, const at::Tensor& b1,
+                                                         const at::Tensor& w2, const at::Tensor& b2,
+                                                         bool film) {
+  return se_unit_forward_impl(y, residual, w1, b1, w2, b2, film, true);
+}
+
+using BackwardResult =
+    std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tensor>;
+
+// The backward pass with ReLU's mask read from the forward's output (out_in defined) or
+// from its bits (mask defined).
+BackwardResult se_unit_backward_impl(const at::Tensor& grad_in, const at::Tensor& y_in,
+                                     const at::Tensor& out_in, const at::Tensor& mask,
+                                     const at::Tensor& w1, const at::Tensor& b1,
+                                     const at::Tensor& w2, const at::Tensor& b2, bool film) {
+  const bool bits = mask.defined();
+  check_inputs(y_in, bits ? y_in : out_in, w1, b1, w2, b2, film);
   TORCH_CHECK(grad_in.sizes() == y_in.sizes() && grad_in.scalar_type() == y_in.scalar_type(),
               "keisei_fused_se: grad must match y in shape and dtype, got ", grad_in.sizes(), " ",
               grad_in.scalar_type());
+  if (bits) {
+    TORCH_CHECK(mask.scalar_type() == at::kByte && mask.dim() == 2 &&
+                    mask.size(0) == y_in.size(0) && mask.size(1) == mask_bytes_for(y_in) &&
+                    mask.is_contiguous(),
+                "keisei_fused_se: mask must be a contiguous uint8 tensor (", y_in.size(0), ", ",
+                mask_bytes_for(y_in), ") from se_unit_train_cpu, got ", mask.scalar_type(), " ",
+                mask.sizes());
+  }
   const ScalarKind kind = scalar_kind(y_in.scalar_type());
   const at::MemoryFormat format = activation_format(y_in);
   const at::Tensor y = y_in.contiguous(format);
-  const at::Tensor out = out_in.contiguous(format);
+  const at::Tensor out = bits ? at::Tensor() : out_in.contiguous(format);
   const at::Tensor grad = grad_in.contiguous(format);
   at::Tensor grad_y = empty_output(y, format);
   at::Tensor grad_residual = empty_output(y, format);
@@ -231,7 +272,7 @@ se_unit_backward(const at::Tensor& grad_in, const at::Tensor& y_in, const at::Te
                       H,
                       grad.data_ptr(),
                       y.data_ptr(),
-                      out.data_ptr(),
+                      bits ? nullptr : out.data_ptr(),
                       grad_y.data_ptr(),
                       grad_residual.data_ptr(),
                       w.w1.data_ptr(),
@@ -246,7 +287,9 @@ se_unit_backward(const at::Tensor& grad_in, const at::Tensor& y_in, const at::Te
                       pooled.data_ptr(),
                       scratch.data_ptr(),
                       stride,
-                      stream_output(grad_y)};
+                      stream_output(grad_y),
+                      bits ? mask.data_ptr() : nullptr,
+                      bits ? mask.size(1) : 0};
     const KernelTable& kernels = active_kernels();
     at::parallel_for(0, B, 1,
                      [&](int64_t begin, int64_t end) { kernels.backward(args, begin, end); });
@@ -257,6 +300,19 @@ se_unit_backward(const at::Tensor& grad_in, const at::Tensor& y_in, const at::Te
   at::Tensor grad_w1 = d_hidden.t().mm(pooled).to(w1.scalar_type());
   at::Tensor grad_b1 = d_hidden.sum(0).to(b1.scalar_type());
   return {grad_y, grad_residual, grad_w1, grad_b1, grad_w2, grad_b2};
+}
+
+BackwardResult se_unit_backward(const at::Tensor& grad, const at::Tensor& y, const at::Tensor& out,
+                                const at::Tensor& w1, const at::Tensor& b1, const at::Tensor& w2,
+                                const at::Tensor& b2, bool film) {
+  return se_unit_backward_impl(grad, y, out, at::Tensor(), w1, b1, w2, b2, film);
+}
+
+BackwardResult se_unit_backward_mask(const at::Tensor& grad, const at::Tensor& y,
+                                     const at::Tensor& mask, const at::Tensor& w1,
+                                     const at::Tensor& b1, const at::Tensor& w2,
+                                     const at::Tensor& b2, bool film) {
+  return se_unit_backward_impl(grad, y, at::Tensor(), mask, w1, b1, w2, b2, film);
 }
 
 std::string cpu_kernel_isa() { return active_kernels().isa; }
@@ -288,21 +344,23 @@ int64_t cpu_buffer_pool_release() { return BufferPool::instance().release_idle()
 // Autograd for se_unit_cpu, in C++: a training step on CPU tensors then runs no Python.
 // The public op's autograd formula is Python (torch.library), which cost about 200 us per
 // step in torch.profiler: negligible at batch 64, more than the kernels at batch 1.
-// Same math as that formula: save y and the output, call se_unit_backward_cpu.
+// Same math as that formula, but it saves ReLU's mask as bits (se_unit_train_cpu) instead
+// of the output, so the backward reads 1/32 of the output's bytes for it (float32).
 class SEUnitCpuFunction : public torch::autograd::Function<SEUnitCpuFunction> {
  public:
   static at::Tensor forward(torch::autograd::AutogradContext* ctx, const at::Tensor& y,
                             const at::Tensor& residual, const at::Tensor& w1, const at::Tensor& b1,
                             const at::Tensor& w2, const at::Tensor& b2, bool film) {
     at::Tensor out;
+    at::Tensor mask;
     {
       at::AutoDispatchBelowADInplaceOrView below_autograd;
       static auto op = c10::Dispatcher::singleton()
-                           .findSchemaOrThrow("keisei_fused_se::se_unit_cpu", "")
-                           .typed<decltype(se_unit_forward)>();
-      out = op.call(y, residual, w1, b1, w2, b2, film);
+                           .findSchemaOrThrow("keisei_fused_se::se_unit_train_cpu", "")
+                           .typed<decltype(se_unit_train_forward)>();
+      std::tie(out, mask) = op.call(y, residual, w1, b1, w2, b2, film);
     }
-    ctx->save_for_backward({y, out, w1, b1, w2, b2});
+    ctx->save_for_backward({y, mask, w1, b1, w2, b2});
     ctx->saved_data["film"] = film;
     return out;
   }
@@ -312,8 +370,8 @@ class SEUnitCpuFunction : public torch::autograd::Function<SEUnitCpuFunction> {
     const auto saved = ctx->get_saved_variables();
     const bool film = ctx->saved_data["film"].toBool();
     static auto op = c10::Dispatcher::singleton()
-                         .findSchemaOrThrow("keisei_fused_se::se_unit_backward_cpu", "")
-                         .typed<decltype(se_unit_backward)>();
+                         .findSchemaOrThrow("keisei_fused_se::se_unit_backward_mask_cpu", "")
+                         .typed<decltype(se_unit_backward_mask)>();
     auto [grad_y, grad_residual, grad_w1, grad_b1, grad_w2, grad_b2] =
         op.call(grads[0], saved[0], saved[1], saved[2], saved[3], saved[4], saved[5], film);
     return {grad_y, grad_residual, grad_w1, grad_b1, grad_w2, grad_b2, at::Tensor()};
@@ -323,7 +381,15 @@ class SEUnitCpuFunction : public torch::autograd::Function<SEUnitCpuFunction> {
 at::Tensor se_unit_cpu_autograd(const at::Tensor& y, const at::Tensor& residual,
                                 const at::Tensor& w1, const at::Tensor& b1, const at::Tensor& w2,
                                 const at::Tensor& b2, bool film) {
-  return SEUnitCpuFunction::apply(y, residual, w1, b1, w2, b2, film);
+  if (torch::autograd::compute_requires_grad(y, residual, w1, b1, w2, b2)) {
+    return SEUnitCpuFunction::apply(y, residual, w1, b1, w2, b2, film);
+  }
+  // Nothing to record: no mask to make either.
+  at::AutoDispatchBelowADInplaceOrView below_autograd;
+  static auto op = c10::Dispatcher::singleton()
+                       .findSchemaOrThrow("keisei_fused_se::se_unit_cpu", "")
+                       .typed<decltype(se_unit_forward)>();
+  return op.call(y, residual, w1, b1, w2, b2, film);
 }
 
 }  // namespace
@@ -341,6 +407,8 @@ TORCH_LIBRARY_FRAGMENT(keisei_fused_se, m) {
 TORCH_LIBRARY_IMPL(keisei_fused_se, CPU, m) {
   m.impl("se_unit_cpu", &keisei_fused_se::se_unit_forward);
   m.impl("se_unit_backward_cpu", &keisei_fused_se::se_unit_backward);
+  m.impl("se_unit_train_cpu", &keisei_fused_se::se_unit_train_forward);
+  m.impl("se_unit_backward_mask_cpu", &keisei_fused_se::se_unit_backward_mask);
 }
 
 TORCH_LIBRARY_IMPL(keisei_fused_se, Autograd, m) {

@@ -41,7 +41,16 @@ struct ForwardArgs {
   void* scratch;           // accumulate type, scratch_stride elements per sample
   int64_t scratch_stride;  // >= 3C + hidden
   bool stream_output;      // float32: write out with non-temporal stores where aligned
+  void* mask;              // null, or ReLU's mask: mask_bytes per sample (see below)
+  int64_t mask_bytes;
 };
+
+// ReLU's mask as one bit per output element (bit k of a sample: byte k / 8, bit k % 8,
+// set where the output as stored is positive), each sample's bits starting at a byte of
+// its own and padded so that four bytes can be read at any element's byte.
+inline int64_t mask_bytes_per_sample(int64_t elements) {
+  return ((elements + 7) / 8 + 4 + 7) / 8 * 8;
+}
 
 // One batch of the backward pass. Besides grad_y and grad_residual (activation dtype and
 // layout) it writes, per sample b, row b of four accumulate-type matrices that the
@@ -57,7 +66,7 @@ struct BackwardArgs {
   int64_t hidden;
   const void* grad;
   const void* y;
-  const void* out;
+  const void* out;   // the forward's output (ReLU's mask read from it), or null with mask
   void* grad_y;
   void* grad_residual;
   const void* w1;
@@ -73,6 +82,8 @@ struct BackwardArgs {
   void* scratch;     // accumulate type, scratch_stride elements per sample
   int64_t scratch_stride;  // >= 5C + hidden
   bool stream_output;      // float32: write both gradients with non-temporal stores
+  const void* mask;        // ReLU's mask in bits (ForwardArgs::mask), or null: read out
+  int64_t mask_bytes;
 };
 
 using ForwardFn = void (*)(const ForwardArgs&, int64_t begin, int64_t end);

@@ -8,10 +8,14 @@
 //   forward:  pass 1 pools each y[b] (accumulate type), the tiny MLP gives gate and shift
 //             for the group, pass 2 writes relu(y * gate + shift + residual) while y[b] is
 //             still in L2.
-//   backward: pass 1 reads grad, out, y once for the per-channel sums of go*y, go and y
-//             (go = grad * (out > 0)); the MLP is recomputed and back-propagated for the
-//             group; pass 2 reads grad and out again (from L2) and writes
-//             grad_residual = go and grad_y = go * gate + d_pooled / HW.
+//   backward: pass 1 reads grad, y and ReLU's mask once for the per-channel sums of go*y,
+//             go and y (go = grad where the output is positive, else 0); the MLP is
+//             recomputed and back-propagated for the group; pass 2 reads grad and the
+//             mask again (from L2) and writes grad_residual = go and
+//             grad_y = go * gate + d_pooled / HW.
+//   The mask is read from the saved output (OutputMask) or, when the forward was asked
+//   for one, from a bit per element (BitMask): 1/32 of the float32 output's bytes, so the
+//   backward reads about four activations' worth instead of five.
 //   Float32 outputs of 4 MiB and more are written with streaming stores (stream_output).
 #pragma once
 
@@ -23,6 +27,7 @@
 #include <algorithm>
 #include <cmath>
 #include <cstdint>
+#include <cstring>
 #include <type_traits>
 
 #if defined(CPU_CAPABILITY_AVX512) || defined(CPU_CAPABILITY_AVX2)
@@ -349,6 +354,138 @@ inline void excite_samples(int64_t count, const T* w1, const T* w1t, const T* b1
   }
 }
 
+// ---- ReLU's mask as one bit per element -------------------------------------------------
+// Bit k of a sample's mask (byte k / 8, bit k % 8) is set where element k of the output,
+// as stored, is positive (so NaN and rounded-to-zero outputs pass no gradient, as with
+// the output itself). Each sample's bits start at a byte boundary and are followed by
+// padding (mask_bytes_per_sample in kernels.h), so the backward may read four bytes at
+// any element's byte.
+
+// Whether the vector helpers below have an intrinsic path for this element type: float
+// lanes (float32, and bfloat16/float16 loaded as float) on AVX2/AVX512.
+template <typename scalar_t>
+constexpr bool kFloatLanes = !std::is_same_v<acc_t<scalar_t>, double>;
+
+inline bool bit_at(const uint8_t* bits, int64_t k) { return (bits[k >> 3] >> (k & 7)) & 1; }
+
+// Up to 16 bits starting at element k (any k).
+inline uint32_t bits_from(const uint8_t* bits, int64_t k) {
+  uint32_t word;
+  std::memcpy(&word, bits + (k >> 3), sizeof(word));
+  return word >> (k & 7);
+}
+
+// v where the lane's bit is set, 0 elsewhere (lane l <-> bit l of `lanes`).
+template <typename T>
+inline Vectorized<T> keep_lanes(uint32_t lanes, const Vectorized<T>& v) {
+#if defined(CPU_CAPABILITY_AVX512)
+  if constexpr (std::is_same_v<T, float>) {
+    return _mm512_maskz_mov_ps(static_cast<__mmask16>(lanes), v);
+  }
+#elif defined(CPU_CAPABILITY_AVX2)
+  if constexpr (std::is_same_v<T, float>) {
+    const __m256i lane_bits = _mm256_setr_epi32(1, 2, 4, 8, 16, 32, 64, 128);
+    const __m256i set = _mm256_cmpeq_epi32(
+        _mm256_and_si256(_mm256_set1_epi32(static_cast<int>(lanes)), lane_bits), lane_bits);
+    return _mm256_and_ps(_mm256_castsi256_ps(set), v);
+  }
+#endif
+  constexpr int64_t V = Vectorized<T>::size();
+  alignas(64) T buffer[V];
+  v.store(buffer);
+  for (int64_t l = 0; l < V; ++l) {
+    if (!((lanes >> l) & 1)) {
+      buffer[l] = T(0);
+    }
+  }
+  return Vectorized<T>::loadu(buffer);
+}
+
+// Bit l set where lane l of v is positive (float lanes on AVX2/AVX512 only).
+inline uint32_t positive_lanes(const Vectorized<float>& v) {
+#if defined(CPU_CAPABILITY_AVX512)
+  return _mm512_cmp_ps_mask(v, _mm512_setzero_ps(), _CMP_GT_OQ);
+#elif defined(CPU_CAPABILITY_AVX2)
+  return static_cast<uint32_t>(_mm256_movemask_ps(_mm256_cmp_ps(v, _mm256_setzero_ps(), _CMP_GT_OQ)));
+#else
+  alignas(64) float buffer[Vectorized<float>::size()];
+  v.store(buffer);
+  uint32_t lanes = 0;
+  for (int64_t l = 0; l < Vectorized<float>::size(); ++l) {
+    lanes |= uint32_t(buffer[l] > 0.0f) << l;
+  }
+  return lanes;
+#endif
+}
+
+// Stores the bits of the vector at element j (j a multiple of the vector width, which
+// is 8 or 16 floats on AVX2/AVX512: whole bytes; only the streaming and AVX paths call it).
+inline void store_lane_bits(uint8_t* bits, int64_t j, uint32_t lanes) {
+  constexpr int64_t V = Vectorized<float>::size();
+#if defined(CPU_CAPABILITY_AVX512) || defined(CPU_CAPABILITY_AVX2)
+  static_assert(V % 8 == 0, "float vectors cover whole mask bytes");
+#endif
+  std::memcpy(bits + j / 8, &lanes, (V + 7) / 8);  // little-endian: low lanes first
+}
+
+// Scalar bits for elements [from, n) of a sample (from a multiple of 8), from the output
+// as stored; also zeroes the padding after the last byte.
+template <typename scalar_t>
+inline void scalar_mask_bits(const scalar_t* out, int64_t from, int64_t n, uint8_t* bits,
+                             int64_t mask_bytes) {
+  for (int64_t byte = from / 8; byte < mask_bytes; ++byte) {
+    uint8_t value = 0;
+    for (int64_t l = 0; l < 8; ++l) {
+      const int64_t k = byte * 8 + l;
+      if (k < n && acc_t<scalar_t>(out[k]) > acc_t<scalar_t>(0)) {
+        value |= uint8_t(1) << l;
+      }
+    }
+    bits[byte] = value;
+  }
+}
+
+// A sample's mask from its output as stored (just written with regular stores, so it is
+// read back from cache).
+template <typename scalar_t>
+inline void mask_from_output(const scalar_t* out, int64_t n, uint8_t* bits, int64_t mask_bytes) {
+  int64_t j = 0;
+#if defined(CPU_CAPABILITY_AVX512) || defined(CPU_CAPABILITY_AVX2)
+  if constexpr (kFloatLanes<scalar_t>) {
+    using IO = VecIO<scalar_t>;
+    constexpr int64_t V = Vectorized<float>::size();
+    for (; j + V <= n; j += V) {
+      store_lane_bits(bits, j, positive_lanes(IO::load(out + j)));
+    }
+  }
+#endif
+  scalar_mask_bits<scalar_t>(out, j, n, bits, mask_bytes);
+}
+
+// Where the backward reads ReLU's mask from: go = grad where the mask passes, else 0,
+// for the vector or element at sample-relative index k.
+template <typename scalar_t>
+struct OutputMask {
+  using T = acc_t<scalar_t>;
+  using Vec = typename VecIO<scalar_t>::Vec;
+  const scalar_t* out;  // this sample's output
+
+  Vec go(int64_t k, const Vec& grad) const {
+    return Vec::blendv(Vec(T(0)), grad, VecIO<scalar_t>::load(out + k) > Vec(T(0)));
+  }
+  T go(int64_t k, T grad) const { return T(out[k]) > T(0) ? grad : T(0); }
+};
+
+template <typename scalar_t>
+struct BitMask {
+  using T = acc_t<scalar_t>;
+  using Vec = typename VecIO<scalar_t>::Vec;
+  const uint8_t* bits;  // this sample's bits
+
+  Vec go(int64_t k, const Vec& grad) const { return keep_lanes<T>(bits_from(bits, k), grad); }
+  T go(int64_t k, T grad) const { return bit_at(bits, k) ? grad : T(0); }
+};
+
 // out = relu(y * gate[c] + shift[c] + x)
 template <typename scalar_t>
 inline void apply_sample(const scalar_t* y, const scalar_t* x, scalar_t* out, bool channels_last,
@@ -474,20 +611,33 @@ inline bool aligned_for_streaming(const void* p) {
 }
 
 // apply_sample with streaming stores (float32); false when it cannot (nothing written).
+// With `bits`, also writes the sample's ReLU mask (from the values in registers: the
+// streamed output is not in cache to read back).
 inline bool apply_sample_streaming(const float* y, const float* x, float* out, bool channels_last,
-                                   int64_t C, int64_t HW, const float* gate, const float* shift) {
+                                   int64_t C, int64_t HW, const float* gate, const float* shift,
+                                   uint8_t* bits, int64_t mask_bytes) {
   using Vec = Vectorized<float>;
+  constexpr int64_t V = Vec::size();
   if (!aligned_for_streaming(out)) {
     return false;
   }
   const Vec zero(0.0f);
-  return walk_sample_vectors(
+  const bool streamed = walk_sample_vectors(
       C, HW, channels_last, gate, shift,
       [&](int64_t j, const Vec& g, const Vec& s) {
-        const Vec z = at::vec::fmadd(Vec::loadu(y + j), g, Vec::loadu(x + j) + s);
-        stream_store(out + j, at::vec::maximum(z, zero));
+        const Vec z = at::vec::maximum(
+            at::vec::fmadd(Vec::loadu(y + j), g, Vec::loadu(x + j) + s), zero);
+        stream_store(out + j, z);
+        if (bits != nullptr) {
+          store_lane_bits(bits, j, positive_lanes(z));
+        }
       },
       [&](int64_t j, float g, float s) { out[j] = relu_scalar<float>(y[j] * g + (x[j] + s)); });
+  if (streamed && bits != nullptr) {
+    const int64_t n = C * HW;
+    scalar_mask_bits<float>(out, n - n % V, n, bits, mask_bytes);  // the scalar tail
+  }
+  return streamed;
 }
 
 template <typename scalar_t>
@@ -507,6 +657,7 @@ void forward_range(const ForwardArgs& a, int64_t begin, int64_t end) {
   const auto* b2 = static_cast<const T*>(a.b2);
   const auto* w1t = static_cast<const T*>(a.w1t);
   const auto* w2t = static_cast<const T*>(a.w2t);
+  auto* mask = static_cast<uint8_t*>(a.mask);
   // A group's samples (kGroup x C x HW: 332 KB in float32 at 256 x 9 x 9) stay in L2
   // between the pooling pass and the apply pass.
   for (int64_t b0 = begin; b0 < end; b0 += kGroup) {
@@ -520,15 +671,19 @@ void forward_range(const ForwardArgs& a, int64_t begin, int64_t end) {
     for (int64_t g = 0; g < count; ++g) {
       const int64_t off = (b0 + g) * sample;
       const T* gate = pooled + g * stride + C;
+      uint8_t* bits = mask != nullptr ? mask + (b0 + g) * a.mask_bytes : nullptr;
       bool streamed = false;
       if constexpr (std::is_same_v<scalar_t, float>) {
-        streamed = a.stream_output && apply_sample_streaming(y + off, x + off, out + off,
-                                                             a.channels_last, C, HW, gate,
-                                                             gate + C);
+        streamed = a.stream_output &&
+                   apply_sample_streaming(y + off, x + off, out + off, a.channels_last, C, HW,
+                                          gate, gate + C, bits, a.mask_bytes);
       }
       if (!streamed) {
         apply_sample<scalar_t>(y + off, x + off, out + off, a.channels_last, C, HW, gate,
                                gate + C);
+        if (bits != nullptr) {
+          mask_from_output<scalar_t>(out + off, sample, bits, a.mask_bytes);
+        }
       }
     }
   }
@@ -537,11 +692,12 @@ void forward_range(const ForwardArgs& a, int64_t begin, int64_t end) {
   }
 }
 
-// Pass 1 of the backward pass for one sample: with go = grad * (out > 0), the
-// per-channel sums sum(go * y), sum(go), sum(y) (the last gives the pooled input back).
-// It writes nothing else: pass 2 recomputes go from grad and out, which are then in L2.
-template <typename scalar_t>
-inline void backward_reduce_sample(const scalar_t* grad, const scalar_t* y, const scalar_t* out,
+// Pass 1 of the backward pass for one sample: with go = grad where ReLU's mask passes,
+// the per-channel sums sum(go * y), sum(go), sum(y) (the last gives the pooled input
+// back). It writes nothing else: pass 2 recomputes go from grad and the mask, which are
+// then in L2.
+template <typename scalar_t, typename Mask>
+inline void backward_reduce_sample(const scalar_t* grad, const scalar_t* y, const Mask& mask,
                                    bool channels_last, int64_t C, int64_t HW,
                                    acc_t<scalar_t>* sum_gy, acc_t<scalar_t>* sum_g,
                                    acc_t<scalar_t>* sum_y) {
@@ -549,7 +705,6 @@ inline void backward_reduce_sample(const scalar_t* grad, const scalar_t* y, cons
   using IO = VecIO<scalar_t>;
   using Vec = typename IO::Vec;
   constexpr int64_t V = Vec::size();
-  const Vec zero(T(0));
   if (!channels_last) {
     for (int64_t c = 0; c < C; ++c) {
       const int64_t base = c * HW;
@@ -559,8 +714,7 @@ inline void backward_reduce_sample(const scalar_t* grad, const scalar_t* y, cons
       int64_t i = 0;
       for (; i + V <= HW; i += V) {
         const Vec vy = IO::load(y + base + i);
-        const Vec go = Vec::blendv(zero, IO::load(grad + base + i),
-                                   IO::load(out + base + i) > zero);
+        const Vec go = mask.go(base + i, IO::load(grad + base + i));
         agy = at::vec::fmadd(go, vy, agy);
         ag = ag + go;
         ay = ay + vy;
@@ -570,7 +724,7 @@ inline void backward_reduce_sample(const scalar_t* grad, const scalar_t* y, cons
       T sy = hsum<T>(ay);
       for (; i < HW; ++i) {
         const T vy = T(y[base + i]);
-        const T go = T(out[base + i]) > T(0) ? T(grad[base + i]) : T(0);
+        const T go = mask.go(base + i, T(grad[base + i]));
         sgy += go * vy;
         sg += go;
         sy += vy;
@@ -589,15 +743,14 @@ inline void backward_reduce_sample(const scalar_t* grad, const scalar_t* y, cons
     int64_t c = 0;
     for (; c + V <= C; c += V) {
       const Vec vy = IO::load(y + base + c);
-      const Vec go =
-          Vec::blendv(zero, IO::load(grad + base + c), IO::load(out + base + c) > zero);
+      const Vec go = mask.go(base + c, IO::load(grad + base + c));
       at::vec::fmadd(go, vy, Vec::loadu(sum_gy + c)).store(sum_gy + c);
       (Vec::loadu(sum_g + c) + go).store(sum_g + c);
       (Vec::loadu(sum_y + c) + vy).store(sum_y + c);
     }
     for (; c < C; ++c) {
       const T vy = T(y[base + c]);
-      const T go = T(out[base + c]) > T(0) ? T(grad[base + c]) : T(0);
+      const T go = mask.go(base + c, T(grad[base + c]));
       sum_gy[c] += go * vy;
       sum_g[c] += go;
       sum_y[c] += vy;
@@ -605,21 +758,18 @@ inline void backward_reduce_sample(const scalar_t* grad, const scalar_t* y, cons
   }
 }
 
-// Pass 2: go = grad * (out > 0) again, grad_residual = go, grad_y = go * gate[c] + coef[c]
+// Pass 2: go again, grad_residual = go, grad_y = go * gate[c] + coef[c]
 // (coef = d_pooled / HW).
-template <typename scalar_t>
-inline void backward_apply_sample(const scalar_t* grad, const scalar_t* out, scalar_t* gx,
+template <typename scalar_t, typename Mask>
+inline void backward_apply_sample(const scalar_t* grad, const Mask& mask, scalar_t* gx,
                                   scalar_t* gy, bool channels_last, int64_t C, int64_t HW,
                                   const acc_t<scalar_t>* gate, const acc_t<scalar_t>* coef) {
   using T = acc_t<scalar_t>;
   using IO = VecIO<scalar_t>;
   using Vec = typename IO::Vec;
   constexpr int64_t V = Vec::size();
-  const Vec zero(T(0));
-  const auto go_at = [&](int64_t k) {
-    return Vec::blendv(zero, IO::load(grad + k), IO::load(out + k) > zero);
-  };
-  const auto go_scalar = [&](int64_t k) { return T(out[k]) > T(0) ? T(grad[k]) : T(0); };
+  const auto go_at = [&](int64_t k) { return mask.go(k, IO::load(grad + k)); };
+  const auto go_scalar = [&](int64_t k) { return mask.go(k, T(grad[k])); };
   if (!channels_last) {
     for (int64_t c = 0; c < C; ++c) {
       const int64_t base = c * HW;
@@ -657,29 +807,39 @@ inline void backward_apply_sample(const scalar_t* grad, const scalar_t* out, sca
 
 // backward_apply_sample with streaming stores of both gradients (float32); false when it
 // cannot (nothing written).
-inline bool backward_apply_sample_streaming(const float* grad, const float* out, float* gx,
+template <typename Mask>
+inline bool backward_apply_sample_streaming(const float* grad, const Mask& mask, float* gx,
                                             float* gy, bool channels_last, int64_t C, int64_t HW,
                                             const float* gate, const float* coef) {
   using Vec = Vectorized<float>;
   if (!aligned_for_streaming(gx) || !aligned_for_streaming(gy)) {
     return false;
   }
-  const Vec zero(0.0f);
   return walk_sample_vectors(
       C, HW, channels_last, gate, coef,
       [&](int64_t j, const Vec& g, const Vec& k) {
-        const Vec go = Vec::blendv(zero, Vec::loadu(grad + j), Vec::loadu(out + j) > zero);
+        const Vec go = mask.go(j, Vec::loadu(grad + j));
         stream_store(gx + j, go);
         stream_store(gy + j, at::vec::fmadd(go, g, k));
       },
       [&](int64_t j, float g, float k) {
-        const float go = out[j] > 0.0f ? grad[j] : 0.0f;
+        const float go = mask.go(j, grad[j]);
         gx[j] = go;
         gy[j] = go * g + k;
       });
 }
 
 template <typename scalar_t>
+OutputMask<scalar_t> sample_mask(const BackwardArgs& a, int64_t b, OutputMask<scalar_t>*) {
+  return {static_cast<const scalar_t*>(a.out) + b * a.channels * a.hw};
+}
+
+template <typename scalar_t>
+BitMask<scalar_t> sample_mask(const BackwardArgs& a, int64_t b, BitMask<scalar_t>*) {
+  return {static_cast<const uint8_t*>(a.mask) + b * a.mask_bytes};
+}
+
+template <typename scalar_t, typename Mask>
 void backward_range(const BackwardArgs& a, int64_t begin, int64_t end) {
   using T = acc_t<scalar_t>;
   const int64_t C = a.channels;
@@ -690,7 +850,6 @@ void backward_range(const BackwardArgs& a, int64_t begin, int64_t end) {
   const int64_t stride = a.scratch_stride;
   const auto* grad = static_cast<const scalar_t*>(a.grad);
   const auto* y = static_cast<const scalar_t*>(a.y);
-  const auto* out = static_cast<const scalar_t*>(a.out);
   auto* gy = static_cast<scalar_t*>(a.grad_y);
   auto* gx = static_cast<scalar_t*>(a.grad_residual);
   const auto* w1 = static_cast<const T*>(a.w1);
@@ -713,8 +872,9 @@ void backward_range(const BackwardArgs& a, int64_t begin, int64_t end) {
       const int64_t off = (b0 + g) * sample;
       T* sums = scratch + g * stride;
       T* p = pooled + g * C;
-      backward_reduce_sample<scalar_t>(grad + off, y + off, out + off, a.channels_last, C, HW,
-                                       sums, sums + C, p);
+      backward_reduce_sample<scalar_t>(grad + off, y + off,
+                                       sample_mask<scalar_t>(a, b0 + g, static_cast<Mask*>(nullptr)),
+                                       a.channels_last, C, HW, sums, sums + C, p);
       for (int64_t c = 0; c < C; ++c) {
         p[c] *= inv_hw;
       }
@@ -754,15 +914,16 @@ void backward_range(const BackwardArgs& a, int64_t begin, int64_t end) {
       }
       const int64_t off = (b0 + g) * sample;
       const T* gate = scratch + g * stride + 2 * C;
+      const Mask mask = sample_mask<scalar_t>(a, b0 + g, static_cast<Mask*>(nullptr));
       bool streamed = false;
       if constexpr (std::is_same_v<scalar_t, float>) {
         streamed = a.stream_output &&
-                   backward_apply_sample_streaming(grad + off, out + off, gx + off, gy + off,
+                   backward_apply_sample_streaming(grad + off, mask, gx + off, gy + off,
                                                    a.channels_last, C, HW, gate, k);
       }
       if (!streamed) {
-        backward_apply_sample<scalar_t>(grad + off, out + off, gx + off, gy + off,
-                                        a.channels_last, C, HW, gate, k);
+        backward_apply_sample<scalar_t>(grad + off, mask, gx + off, gy + off, a.channels_last, C,
+                                        HW, gate, k);
       }
     }
   }
@@ -788,19 +949,28 @@ inline void forward_dispatch(const ForwardArgs& a, int64_t begin, int64_t end) {
   }
 }
 
+template <typename scalar_t>
+void backward_with_mask(const BackwardArgs& a, int64_t begin, int64_t end) {
+  if (a.mask != nullptr) {
+    backward_range<scalar_t, BitMask<scalar_t>>(a, begin, end);
+  } else {
+    backward_range<scalar_t, OutputMask<scalar_t>>(a, begin, end);
+  }
+}
+
 inline void backward_dispatch(const BackwardArgs& a, int64_t begin, int64_t end) {
   switch (a.kind) {
     case ScalarKind::Float:
-      backward_range<float>(a, begin, end);
+      backward_with_mask<float>(a, begin, end);
       break;
     case ScalarKind::Double:
-      backward_range<double>(a, begin, end);
+      backward_with_mask<double>(a, begin, end);
       break;
     case ScalarKind::BFloat16:
-      backward_range<c10::BFloat16>(a, begin, end);
+      backward_with_mask<c10::BFloat16>(a, begin, end);
       break;
     case ScalarKind::Half:
-      backward_range<c10::Half>(a, begin, end);
+      backward_with_mask<c10::Half>(a, begin, end);
       break;
   }
 }

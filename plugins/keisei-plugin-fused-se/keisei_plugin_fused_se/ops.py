@@ -54,6 +54,24 @@ _lib.define(
     "Tensor w2, Tensor b2, bool film) -> (Tensor, Tensor, Tensor, Tensor, Tensor, Tensor)",
     tags=_TAGS,
 )
+# The C++ autograd formula of se_unit_cpu (eager CPU training) saves ReLU's mask as bits
+# instead of the output: the forward also returns it, the backward reads it.
+_lib.define(
+    "se_unit_train_cpu(Tensor y, Tensor residual, Tensor w1, Tensor b1, Tensor w2, Tensor b2, "
+    "bool film) -> (Tensor, Tensor)",
+    tags=_TAGS,
+)
+_lib.define(
+    "se_unit_backward_mask_cpu(Tensor grad, Tensor y, Tensor mask, Tensor w1, Tensor b1, "
+    "Tensor w2, Tensor b2, bool film) -> (Tensor, Tensor, Tensor, Tensor, Tensor, Tensor)",
+    tags=_TAGS,
+)
+
+
+def mask_bytes_per_sample(y: Tensor) -> int:
+    """Bytes per sample of ReLU's bit mask (csrc/kernels.h: one bit per element, padded)."""
+    elements = y.shape[1] * y.shape[2] * y.shape[3]
+    return ((elements + 7) // 8 + 4 + 7) // 8 * 8
 
 
 def check_arguments(
@@ -113,6 +131,36 @@ def _se_unit_backward_cpu_fake(
     return (_empty_activation(y), _empty_activation(y), *weights)  # type: ignore[return-value]
 
 
+@torch.library.register_fake(f"{NAMESPACE}::se_unit_train_cpu")
+def _se_unit_train_cpu_fake(
+    y: Tensor, residual: Tensor, w1: Tensor, b1: Tensor, w2: Tensor, b2: Tensor, film: bool
+) -> tuple[Tensor, Tensor]:
+    check_arguments(y, residual, w1, b1, w2, b2, film)
+    mask = torch.empty((y.shape[0], mask_bytes_per_sample(y)), dtype=torch.uint8, device=y.device)
+    return _empty_activation(y), mask
+
+
+@torch.library.register_fake(f"{NAMESPACE}::se_unit_backward_mask_cpu")
+def _se_unit_backward_mask_cpu_fake(
+    grad: Tensor,
+    y: Tensor,
+    mask: Tensor,
+    w1: Tensor,
+    b1: Tensor,
+    w2: Tensor,
+    b2: Tensor,
+    film: bool,
+) -> tuple[Tensor, Tensor, Tensor, Tensor, Tensor, Tensor]:
+    check_arguments(y, y, w1, b1, w2, b2, film)
+    expected = (y.shape[0], mask_bytes_per_sample(y))
+    torch._check(
+        mask.dtype == torch.uint8 and tuple(mask.shape) == expected,
+        lambda: f"se_unit: mask must be uint8 {expected}, got {mask.dtype} {tuple(mask.shape)}",
+    )
+    weights = tuple(torch.empty(t.shape, dtype=t.dtype, device=t.device) for t in (w1, b1, w2, b2))
+    return (_empty_activation(y), _empty_activation(y), *weights)  # type: ignore[return-value]
+
+
 def _load_cpu_library() -> str | None:
     """Import the C++ library (its static initialisers register the CPU kernels)."""
     try:
@@ -134,6 +182,8 @@ if _CPU_ERROR is not None:
 
     _lib.impl("se_unit_cpu", _not_built, "CPU")
     _lib.impl("se_unit_backward_cpu", _not_built, "CPU")
+    _lib.impl("se_unit_train_cpu", _not_built, "CPU")
+    _lib.impl("se_unit_backward_mask_cpu", _not_built, "CPU")
 
 
 def _apply_pool_limit_from_environment() -> None:

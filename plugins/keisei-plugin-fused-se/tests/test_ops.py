@@ -50,6 +50,30 @@ def test_opcheck(film: bool, channels_last: bool) -> None:
 
 
 @pytest.mark.parametrize(("film", "channels_last"), CASES)
+def test_opcheck_of_the_mask_ops(film: bool, channels_last: bool) -> None:
+    """The internal ops behind se_unit_cpu's C++ autograd formula: schema, fake tensors,
+    AOT dispatch; and the forward's mask has a bit set exactly where the output is positive."""
+    y, residual, *weights = make_inputs(2, 6, 5, 7, 3, film, channels_last=channels_last)
+    torch.library.opcheck(torch.ops.keisei_fused_se.se_unit_train_cpu, (y, residual, *weights, film))
+    out, mask = torch.ops.keisei_fused_se.se_unit_train_cpu(y, residual, *weights, film)
+    grad = torch.randn(y.shape).contiguous(memory_format=torch.channels_last if channels_last else torch.contiguous_format)
+    torch.library.opcheck(torch.ops.keisei_fused_se.se_unit_backward_mask_cpu, (grad, y, mask, *weights, film))
+    elements = out[0].numel()
+    for b in range(out.shape[0]):
+        stored = out[b].permute(1, 2, 0) if channels_last else out[b]  # memory order
+        bits = torch.tensor([(int(mask[b, k // 8]) >> (k % 8)) & 1 for k in range(elements)], dtype=torch.bool)
+        assert torch.equal(bits, stored.reshape(-1) > 0)
+
+
+def test_mask_ops_refuse_a_wrong_mask() -> None:
+    y, residual, *weights = make_inputs(2, 6, 5, 7, 3, False)
+    _out, mask = torch.ops.keisei_fused_se.se_unit_train_cpu(y, residual, *weights, False)
+    for bad in (mask[:, :-8], mask.to(torch.int32), mask[:1]):
+        with pytest.raises(RuntimeError, match="mask must be"):
+            torch.ops.keisei_fused_se.se_unit_backward_mask_cpu(torch.ones_like(y), y, bad, *weights, False)
+
+
+@pytest.mark.parametrize(("film", "channels_last"), CASES)
 def test_gradcheck_float64(film: bool, channels_last: bool) -> None:
     inputs = leaves(make_inputs(2, 5, 5, 6, 3, film, torch.float64, channels_last))
     assert torch.autograd.gradcheck(lambda *t: se_unit(*t, film), tuple(inputs))
@@ -138,8 +162,9 @@ def test_triton_kernels_through_the_interpreter(subprocess_checks) -> None:  # t
 def test_module_on_cpu_calls_the_cpp_op_with_its_cpp_autograd() -> None:
     """Outside torch.compile, FusedSEUnit on CPU calls ``se_unit_cpu`` directly, with or
     without gradients (the public op's Python dispatch and autograd formula cost more
-    than the kernel at batch 1). Its C++ autograd formula gives the public op's
-    gradients, and gradcheck passes in float64."""
+    than the kernel at batch 1). Its C++ autograd formula (ReLU's mask saved as bits)
+    gives exactly the public op's gradients (mask read from the output), and gradcheck
+    passes in float64."""
     def op_calls(
         fused: FusedSEUnit, y: torch.Tensor, x: torch.Tensor, grad: bool
     ) -> tuple[list[str], torch.Tensor, tuple[torch.Tensor, ...]]:
@@ -156,7 +181,10 @@ def test_module_on_cpu_calls_the_cpp_op_with_its_cpp_autograd() -> None:
         assert acting == ["keisei_fused_se::se_unit_cpu"], (name, acting)
         training, training_out, grads = op_calls(fused, y, x, True)
         assert "keisei_fused_se::se_unit" not in training, (name, training)
-        assert training.count("keisei_fused_se::se_unit_cpu") == 1 and "keisei_fused_se::se_unit_backward_cpu" in training
+        # Training saves ReLU's mask as bits: the forward that makes it, the backward that reads it.
+        assert training.count("keisei_fused_se::se_unit_train_cpu") == 1, (name, training)
+        assert "keisei_fused_se::se_unit_backward_mask_cpu" in training, (name, training)
+        assert "keisei_fused_se::se_unit_backward_cpu" not in training, (name, training)
         torch.testing.assert_close(acting_out, training_out.detach(), atol=0, rtol=0)
 
         # The same gradients through the public op's (Python) autograd formula.

@@ -32,10 +32,21 @@ shapes = st.fixed_dictionaries(
 )
 
 
-def run_fused(inputs: list[torch.Tensor], film: bool, grad: torch.Tensor) -> tuple[torch.Tensor, tuple[torch.Tensor, ...]]:
+# Both ways a CPU training step reaches the kernels: the public op, whose (Python) autograd
+# formula saves the output and reads ReLU's mask from it, and the internal op that
+# FusedSEUnit calls on CPU, whose C++ formula saves the mask as bits.
+ENTRY_POINTS = {
+    "se_unit (mask from the output)": se_unit,
+    "se_unit_cpu (mask in bits)": torch.ops.keisei_fused_se.se_unit_cpu,
+}
+
+
+def run_fused(
+    inputs: list[torch.Tensor], film: bool, grad: torch.Tensor, op: object = se_unit
+) -> tuple[torch.Tensor, tuple[torch.Tensor, ...]]:
     leaves = [t.detach().clone().requires_grad_(True) for t in inputs]
     # clone() keeps channels-last strides, so the op sees the layout under test
-    out = se_unit(*leaves, film)
+    out = op(*leaves, film)  # type: ignore[operator]
     grads = torch.autograd.grad(out, leaves, grad)
     return out.detach(), tuple(grads)
 
@@ -46,10 +57,11 @@ def check(case: dict, dtype: torch.dtype) -> None:
         case["film"], dtype, case["channels_last"], case["seed"],
     )  # fmt: skip
     grad = torch.randn(inputs[0].shape, generator=torch.Generator().manual_seed(case["seed"] + 1)).to(dtype)
-    out, grads = run_fused(inputs, case["film"], grad)
-    if case["channels_last"] and not inputs[0].is_contiguous():
-        assert out.is_contiguous(memory_format=torch.channels_last), "channels-last input, output not channels-last"
-    check_results(out, grads, inputs, case["film"], grad, f"{dtype} {case}")
+    for entry, op in ENTRY_POINTS.items():
+        out, grads = run_fused(inputs, case["film"], grad, op)
+        if case["channels_last"] and not inputs[0].is_contiguous():
+            assert out.is_contiguous(memory_format=torch.channels_last), "channels-last input, output not channels-last"
+        check_results(out, grads, inputs, case["film"], grad, f"{entry}: {dtype} {case}")
 
 
 @settings(max_examples=60)
@@ -119,8 +131,9 @@ def test_mixed_layouts_and_non_contiguous_inputs() -> None:
     y, residual, *weights = make_inputs(2, 12, 9, 9, 3, True, seed=5)
     grad = torch.randn(y.shape)
     mixed = [y.contiguous(memory_format=torch.channels_last), residual, *weights]
-    out, grads = run_fused(mixed, True, grad)
-    check_results(out, grads, mixed, True, grad, "channels-last y, NCHW residual")
+    for entry, op in ENTRY_POINTS.items():
+        out, grads = run_fused(mixed, True, grad, op)
+        check_results(out, grads, mixed, True, grad, f"{entry}: channels-last y, NCHW residual")
 
     wide = torch.randn(2, 12, 9, 18)
     sliced = [wide[..., ::2], residual, *weights]

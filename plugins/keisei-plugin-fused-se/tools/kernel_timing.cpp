@@ -1,5 +1,7 @@
 // Times the AVX512 forward kernel's stages on one thread, outside torch (best of 200):
-// where the fused forward's time goes, next to a plain `out = y + x` loop. Build and run
+// where the fused forward's time goes, next to a plain `out = y + x` loop; and the whole
+// forward with ReLU's bit mask, and the whole backward reading the mask from the output
+// or from the bits. Build and run
 // from the repository root (see the plugin README):
 //   T=.venv/lib/python3.11/site-packages/torch
 //   g++ -O3 -std=c++20 -mavx512f -mavx512dq -mavx512vl -mavx512bw -mfma -Wno-psabi \
@@ -57,7 +59,7 @@ int main(int argc, char** argv) {
   }
   ForwardArgs args{ScalarKind::Float, false, false, C, HW, H, y.data(), x.data(), out.data(),
                    w1.data(), b1.data(), w2.data(), b2.data(), grouped ? w1t.data() : nullptr,
-                   grouped ? w2t.data() : nullptr, scratch.data(), S, streaming};
+                   grouped ? w2t.data() : nullptr, scratch.data(), S, streaming, nullptr, 0};
   auto best_us = [](const std::function<void()>& fn) {
     double best = 1e30;
     for (int rep = 0; rep < 200; ++rep) {
@@ -83,7 +85,7 @@ int main(int argc, char** argv) {
     for (int64_t b = 0; b < B; ++b) {
       const float* p = scratch.data() + b * S;
       float* o = out.data() + b * C * HW;
-      if (!streaming || !AVX512::apply_sample_streaming(y.data() + b * C * HW, x.data() + b * C * HW, o, false, C, HW, p + C, p + 2 * C)) {
+      if (!streaming || !AVX512::apply_sample_streaming(y.data() + b * C * HW, x.data() + b * C * HW, o, false, C, HW, p + C, p + 2 * C, nullptr, 0)) {
         AVX512::apply_sample<float>(y.data() + b * C * HW, x.data() + b * C * HW, o, false, C, HW, p + C, p + 2 * C);
       }
     }
@@ -96,6 +98,33 @@ int main(int argc, char** argv) {
   const double add = best_us([&] {
     for (size_t i = 0; i < y.size(); ++i) out[i] = y[i] + x[i];
   });
+  // The forward writing ReLU's mask in bits too, and the backward with either mask.
+  const int64_t mask_bytes = mask_bytes_per_sample(C * HW);
+  std::vector<uint8_t> mask(B * mask_bytes);
+  ForwardArgs masked = args;
+  masked.mask = mask.data();
+  masked.mask_bytes = mask_bytes;
+  const double full_masked = best_us([&] { AVX512::forward_dispatch(masked, 0, B); });
+  const int64_t BS = 5 * C + H;
+  std::vector<float, AlignedAllocator<float>> grad(B * C * HW), grad_y(B * C * HW), grad_x(B * C * HW);
+  for (size_t i = 0; i < grad.size(); ++i) grad[i] = float(i * 40503u % 1000) / 500.0f - 1.0f;
+  std::vector<float> d_excite(B * C), d_hidden(B * H), hidden_act(B * H), pooled(B * C), bscratch(B * BS);
+  BackwardArgs backward{ScalarKind::Float, false, false, C, HW, H, grad.data(), y.data(), out.data(),
+                        grad_y.data(), grad_x.data(), w1.data(), b1.data(), w2.data(), b2.data(),
+                        grouped ? w1t.data() : nullptr, grouped ? w2t.data() : nullptr, d_excite.data(),
+                        d_hidden.data(), hidden_act.data(), pooled.data(), bscratch.data(), BS, streaming,
+                        nullptr, 0};
+  const double backward_out = best_us([&] { AVX512::backward_dispatch(backward, 0, B); });
+  BackwardArgs backward_bits = backward;
+  backward_bits.out = nullptr;
+  backward_bits.mask = mask.data();
+  backward_bits.mask_bytes = mask_bytes;
+  const double backward_mask = best_us([&] { AVX512::backward_dispatch(backward_bits, 0, B); });
+  bool same = true;  // both masks give the same gradients
+  std::vector<float> first_gy(grad_y.begin(), grad_y.end());
+  AVX512::backward_dispatch(backward, 0, B);
+  for (size_t i = 0; i < grad_y.size(); ++i) same = same && grad_y[i] == first_gy[i];
+
   std::printf("B=64 C=256 9x9 hidden=64 float32 NCHW, one thread, best of 200 (us), MLP %s, %s stores\n",
               grouped ? "grouped (transposed weights)" : "per sample (dot products)",
               streaming ? "streaming" : "regular");
@@ -103,5 +132,8 @@ int main(int argc, char** argv) {
               excite, apply, add);
   std::printf("the two weight transposes (made per call for batches >= 16, not part of the full forward above) %.1f\n",
               transposes);
-  return out[5] > 1e30f;  // keeps the loops from being optimised away
+  std::printf("full forward writing the bit mask too %.0f | full backward, mask from the output %.0f, "
+              "from the bits %.0f (same gradients: %s)\n",
+              full_masked, backward_out, backward_mask, same ? "yes" : "NO");
+  return out[5] > 1e30f || !same;  // keeps the loops from being optimised away
 }

@@ -2,7 +2,9 @@
 
 Batch 3 takes the per-sample MLP, batch 17 the grouped one (four groups of four and one
 left over); the two float32 cases of 4 MiB and more take the streaming stores (AVX2 and
-AVX512; the default build stores normally), NCHW and channels-last."""
+AVX512; the default build stores normally), NCHW and channels-last. Each case runs through
+the public op (ReLU's mask read from the output) and through se_unit_cpu, whose C++
+autograd saves the mask as bits."""
 
 import sys
 
@@ -26,8 +28,9 @@ for batch, channels, height, width, film, channels_last, dtype in cases:
     inputs = make_inputs(batch, channels, height, width, 5, film, dtype, channels_last, seed=7)
     inputs = [t.requires_grad_() for t in inputs]
     grad = torch.randn(inputs[0].shape).to(dtype)
-    out = se_unit(*inputs, film)
-    grads = torch.autograd.grad(out, inputs, grad)
-    what = f"{expected} {dtype} batch {batch} C {channels} {height}x{width} channels_last={channels_last}"
-    check_results(out.detach(), grads, [t.detach() for t in inputs], film, grad, what)
+    for op in (se_unit, torch.ops.keisei_fused_se.se_unit_cpu):
+        out = op(*inputs, film)
+        grads = torch.autograd.grad(out, inputs, grad)
+        what = f"{expected} {op} {dtype} batch {batch} C {channels} {height}x{width} channels_last={channels_last}"
+        check_results(out.detach(), grads, [t.detach() for t in inputs], film, grad, what)
 print("ok", cpu_kernel_isa())
