@@ -107,6 +107,14 @@ def _empty_activation(y: Tensor) -> Tensor:
     return torch.empty(y.shape, dtype=y.dtype, device=y.device, memory_format=activation_format(y))
 
 
+def _empty_gradients(
+    y: Tensor, w1: Tensor, b1: Tensor, w2: Tensor, b2: Tensor
+) -> tuple[Tensor, Tensor, Tensor, Tensor, Tensor, Tensor]:
+    """What the backward ops return: gradients shaped like (y, residual, w1, b1, w2, b2)."""
+    w1g, b1g, w2g, b2g = (torch.empty(t.shape, dtype=t.dtype, device=t.device) for t in (w1, b1, w2, b2))
+    return _empty_activation(y), _empty_activation(y), w1g, b1g, w2g, b2g
+
+
 @torch.library.register_fake(f"{NAMESPACE}::se_unit_cpu")
 def _se_unit_cpu_fake(
     y: Tensor, residual: Tensor, w1: Tensor, b1: Tensor, w2: Tensor, b2: Tensor, film: bool
@@ -127,8 +135,7 @@ def _se_unit_backward_cpu_fake(
     film: bool,
 ) -> tuple[Tensor, Tensor, Tensor, Tensor, Tensor, Tensor]:
     check_arguments(y, out, w1, b1, w2, b2, film)
-    weights = tuple(torch.empty(t.shape, dtype=t.dtype, device=t.device) for t in (w1, b1, w2, b2))
-    return (_empty_activation(y), _empty_activation(y), *weights)  # type: ignore[return-value]
+    return _empty_gradients(y, w1, b1, w2, b2)
 
 
 @torch.library.register_fake(f"{NAMESPACE}::se_unit_train_cpu")
@@ -157,8 +164,7 @@ def _se_unit_backward_mask_cpu_fake(
         mask.dtype == torch.uint8 and tuple(mask.shape) == expected,
         lambda: f"se_unit: mask must be uint8 {expected}, got {mask.dtype} {tuple(mask.shape)}",
     )
-    weights = tuple(torch.empty(t.shape, dtype=t.dtype, device=t.device) for t in (w1, b1, w2, b2))
-    return (_empty_activation(y), _empty_activation(y), *weights)  # type: ignore[return-value]
+    return _empty_gradients(y, w1, b1, w2, b2)
 
 
 def _load_cpu_library() -> str | None:
