@@ -24,11 +24,13 @@ from collections.abc import Mapping
 import attrs
 import torch
 
+from keisei_plugin_fused_se.errors import FusedSEError
+
 LIMIT_ENV = "KEISEI_FUSED_SE_POOL_LIMIT_MB"
 
 
 def _require_cpu_kernels() -> None:
-    # Imported here: ops imports this module while it loads (to apply LIMIT_ENV).
+    # Imported here: ops imports this module before it defines anything (to read LIMIT_ENV).
     from keisei_plugin_fused_se.ops import require_kernels
 
     require_kernels("cpu")
@@ -65,7 +67,8 @@ def release_buffer_pool() -> int:
 
 
 def limit_from_environment(environ: Mapping[str, str] = os.environ) -> int | None:
-    """The limit in bytes that ``KEISEI_FUSED_SE_POOL_LIMIT_MB`` asks for (None if unset)."""
+    """The limit in bytes that ``KEISEI_FUSED_SE_POOL_LIMIT_MB`` asks for (None if unset).
+    A value that is not a whole number >= 0 is a :class:`FusedSEError` (one line)."""
     raw = environ.get(LIMIT_ENV)
     if raw is None or not raw.strip():
         return None
@@ -74,5 +77,5 @@ def limit_from_environment(environ: Mapping[str, str] = os.environ) -> int | Non
     except ValueError:
         megabytes = -1
     if megabytes < 0:
-        raise ValueError(f"{LIMIT_ENV}={raw!r}: expected a whole number of MiB >= 0 (0 disables the pool)")
+        raise FusedSEError(f"{LIMIT_ENV}={raw!r}: expected a whole number of MiB >= 0 (0 disables the pool)")
     return megabytes << 20

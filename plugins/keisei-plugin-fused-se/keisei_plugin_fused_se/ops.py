@@ -26,6 +26,7 @@ import importlib
 import torch
 from torch import Tensor
 
+from keisei_plugin_fused_se.buffer_pool import limit_from_environment
 from keisei_plugin_fused_se.errors import KernelNotBuiltError
 from keisei_plugin_fused_se.layout import activation_format
 
@@ -41,6 +42,10 @@ try:  # triton is only needed for CUDA tensors; a CPU-only install may lack it
     _TRITON_ERROR: str | None = None
 except ImportError as exc:  # pragma: no cover - triton is installed in the dev venv
     _TRITON_ERROR = f"{type(exc).__name__}: {exc}"
+
+# Read before anything is registered: a bad value then fails the import cleanly, and a
+# second import (the next benchmark cell) says the same instead of "already defined".
+_POOL_LIMIT_BYTES = limit_from_environment()
 
 _lib = torch.library.Library(NAMESPACE, "FRAGMENT")
 _TAGS = (torch.Tag.pt2_compliant_tag,)
@@ -192,16 +197,8 @@ if _CPU_ERROR is not None:
     _lib.impl("se_unit_backward_mask_cpu", _not_built, "CPU")
 
 
-def _apply_pool_limit_from_environment() -> None:
-    from keisei_plugin_fused_se.buffer_pool import limit_from_environment
-
-    limit = limit_from_environment()
-    if limit is not None:
-        torch.ops.keisei_fused_se.cpu_buffer_pool_set_limit(limit)
-
-
-if _CPU_ERROR is None:
-    _apply_pool_limit_from_environment()
+if _CPU_ERROR is None and _POOL_LIMIT_BYTES is not None:
+    torch.ops.keisei_fused_se.cpu_buffer_pool_set_limit(_POOL_LIMIT_BYTES)
 
 
 def cpu_kernels_available() -> bool:

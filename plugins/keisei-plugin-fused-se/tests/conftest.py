@@ -26,6 +26,7 @@ CHECKS: dict[str, tuple[str, list[str], dict[str, str]]] = {
     "not-built": ("not_built_check.py", [], {}),
     "triton-interpret": ("triton_interpret_check.py", [], {"TRITON_INTERPRET": "1"}),
     "pool-env": ("pool_env_check.py", [], {"KEISEI_FUSED_SE_POOL_LIMIT_MB": "16"}),
+    "pool-env-bad": ("pool_env_bad_check.py", [], {"KEISEI_FUSED_SE_POOL_LIMIT_MB": "lots"}),
 }
 
 

@@ -16,6 +16,7 @@ from keisei_plugin_fused_se.buffer_pool import (
     release_buffer_pool,
     set_buffer_pool_limit,
 )
+from keisei_plugin_fused_se.errors import FusedSEError
 from keisei_plugin_fused_se.ops import se_unit
 from keisei_plugin_fused_se.reference import se_unit_reference
 from keisei_plugin_fused_se.testing import make_inputs
@@ -145,7 +146,7 @@ def test_limit_from_environment() -> None:
     assert limit_from_environment({LIMIT_ENV: "0"}) == 0
     assert limit_from_environment({LIMIT_ENV: " 64 "}) == 64 << 20
     for bad in ("-1", "1.5", "lots"):
-        with pytest.raises(ValueError, match=LIMIT_ENV):
+        with pytest.raises(FusedSEError, match=LIMIT_ENV):
             limit_from_environment({LIMIT_ENV: bad})
 
 
@@ -157,4 +158,9 @@ def test_bad_limits_are_refused() -> None:
 
 def test_the_environment_sets_the_limit_at_import(subprocess_checks) -> None:  # type: ignore[no-untyped-def]
     code, output = subprocess_checks.result("pool-env")
+    assert code == 0, output
+
+
+def test_a_bad_environment_value_fails_the_import_in_one_line(subprocess_checks) -> None:  # type: ignore[no-untyped-def]
+    code, output = subprocess_checks.result("pool-env-bad")
     assert code == 0, output
