@@ -5,6 +5,12 @@ temporary file in the destination folder (so the rename stays on one file system
 and fsynced, then renamed over the destination with ``os.replace``. A crash, a full disk or
 Ctrl-C in the middle leaves the previous file (if any) untouched and no half-written one;
 the temporary file is removed on every failure path.
+
+A process killed outright (SIGKILL, power loss) runs no cleanup, so its temporary file
+stays. Temporaries are therefore named ``.<name>.keisei-<host>-<pid>.<random><suffix>``,
+and every atomic write removes the temporaries in its folder that this host's processes
+left behind and whose process no longer exists (a live process's file, or another host's,
+is never touched).
 """
 
 from __future__ import annotations
@@ -12,15 +18,64 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import re
+import socket
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 from typing import IO, Any
 
+TEMP_MARK = "keisei"
+
+
+def _host_tag() -> str:
+    # One path component, no dots: the marker must parse back unambiguously.
+    return re.sub(r"[^A-Za-z0-9-]", "-", socket.gethostname()) or "host"
+
+
+_TEMPORARY = re.compile(rf"^\..+\.{TEMP_MARK}-(?P<host>[A-Za-z0-9-]+)-(?P<pid>\d+)\.[^.]+(\.[^.]+)?$")
+
+
+def _process_exists(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # exists, owned by someone else
+        return True
+    except OverflowError:
+        return False
+    return True
+
+
+def remove_stale_temporaries(folder: str | os.PathLike[str]) -> list[Path]:
+    """Remove temporaries of atomic writes in ``folder`` whose writer (a process on this
+    host) has died; returns what was removed."""
+    removed: list[Path] = []
+    host = _host_tag()
+    try:
+        entries = list(os.scandir(folder))
+    except OSError:
+        return removed
+    for entry in entries:
+        match = _TEMPORARY.match(entry.name)
+        if match is None or match.group("host") != host:
+            continue
+        pid = int(match.group("pid"))
+        if pid == os.getpid() or _process_exists(pid):
+            continue
+        with contextlib.suppress(OSError):
+            if entry.is_file(follow_symlinks=False):
+                os.unlink(entry.path)
+                removed.append(Path(entry.path))
+    return removed
+
 
 def _temporary_beside(path: Path, suffix: str) -> tuple[int, Path]:
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=suffix, dir=path.parent)
+    remove_stale_temporaries(path.parent)
+    prefix = f".{path.name}.{TEMP_MARK}-{_host_tag()}-{os.getpid()}."
+    fd, name = tempfile.mkstemp(prefix=prefix, suffix=suffix, dir=path.parent)
     return fd, Path(name)
 
 

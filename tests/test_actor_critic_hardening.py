@@ -164,7 +164,7 @@ def test_dtype_check_follows_conversions_and_allows_autocast() -> None:
     model.get_action_and_value(obs)
     model = model.to(torch.bfloat16)
     model.get_action_and_value(obs.to(torch.bfloat16))
-    with pytest.raises(InputError, match="computes in torch.bfloat16"):
+    with pytest.raises(InputError, match=r"computes in torch\.bfloat16"):
         model.get_action_and_value(obs)
     model = model.float()
     with torch.autocast("cpu", dtype=torch.bfloat16):

@@ -11,13 +11,20 @@ with ``weights_only=True``)::
      "optimizer_state_dict": {...},                          # optional
      "strategy": "inductor" | None, "compile_report": {...} | None,
      "versions": {"keisei_core", "torch", "python", "model_plugin", "model_plugin_version"},
-     "metadata": {...}, "created": "2025-...Z"}
+     "metadata": {...}, "created": "2025-...Z",
+     "checksums": {"algorithm": "sha256", "tensors": {key: hex}}}   # per-tensor, see checksums
 
 Because the weights sit under ``model_state_dict``, :func:`keisei_core.checkpoints.read_state_dict`
 (and ``keisei info --weights``) read these files like any Keisei training checkpoint.
 Writes are atomic (temporary file in the same folder, fsync, rename). Loading builds a
 fresh model from the recipe and loads the weights all or nothing: a truncated, corrupt or
 mismatched file is one :class:`~keisei_core.errors.CheckpointError`, never a partial model.
+
+Before anything is built, loading checks the zip CRC-32 of every member and, after
+unpickling, each tensor's SHA-256; ``LoadedCheckpoint.integrity`` says which checks ran.
+The recipe is built on the meta device first (no memory), so a recipe whose model does not
+fit the saved weights (``conv_channels = 10**12``) or whose parameters would not fit in
+memory is one ``CheckpointError`` line before any allocation.
 """
 
 from __future__ import annotations
@@ -31,10 +38,12 @@ from typing import TYPE_CHECKING, Any
 import attrs
 
 from keisei_core.atomic_files import atomic_open
+from keisei_core.checkpoints.checksums import CHECKSUMS_KEY, checksums_of, verify_checksums
 from keisei_core.checkpoints.state_dicts import (
     WRAPPER_KEY,
+    compare_state_dict,
     load_into,
-    torch_load,
+    torch_load_checked,
     unwrap_compiled,
     unwrap_state_dict,
 )
@@ -69,6 +78,9 @@ class LoadedCheckpoint:
     versions: dict[str, Any]
     metadata: dict[str, Any]
     path: str
+    # Which integrity checks ran, and what loading cast (``allow_cast=True`` only).
+    integrity: tuple[str, ...] = ()
+    cast: tuple[str, ...] = ()
 
     def load_optimizer(self, optimizer: torch.optim.Optimizer) -> None:
         """Restore the saved optimizer state into ``optimizer`` (built over ``model``'s parameters)."""
@@ -169,6 +181,7 @@ def save_checkpoint(
         "versions": _plain(_versions(name, host), "versions"),
         "metadata": _plain(dict(metadata or {}), "metadata"),
         "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        CHECKSUMS_KEY: checksums_of(unwrapped.state_dict),
     }
     if optimizer is not None:
         payload["optimizer_state_dict"] = optimizer.state_dict()
@@ -187,18 +200,57 @@ def _field(obj: Mapping[str, Any], key: str, kind: type | tuple[type, ...], wher
     return value
 
 
+def _build_checked(spec: Any, options: Any, state_dict: Mapping[str, Any], where: str) -> nn.Module:
+    """Build the recipe's model, after building it on the meta device (no memory) to check
+    that it fits the saved weights and that its tensors fit in this machine's memory."""
+    import torch
+
+    from keisei_core.model_size import format_bytes, memory_limit_bytes
+    from keisei_core.models import build_from_spec
+
+    try:
+        with torch.device("meta"):
+            shadow = build_from_spec(spec, options)
+    except Exception:  # a builder that needs real tensors: the real build below decides
+        shadow = None
+    if shadow is not None:
+        expected = shadow.state_dict()
+        needed = sum(t.numel() * t.element_size() for t in expected.values())
+        limit = memory_limit_bytes()
+        mismatch = compare_state_dict(expected, state_dict)
+        if mismatch:
+            raise CheckpointError(
+                f"{where} does not fit the model its recipe builds ('{spec.name}'): {mismatch.describe()}; "
+                "nothing was loaded (checked on the meta device: no memory was allocated)"
+            )
+        if needed > limit:
+            raise CheckpointError(
+                f"{where}: the saved recipe asks for a model of {format_bytes(needed)}, more than this "
+                f"machine's {format_bytes(limit)} of memory; nothing was loaded (checked on the meta device)"
+            )
+    try:
+        return build_from_spec(spec, options)
+    except (RuntimeError, MemoryError) as exc:
+        raise CheckpointError(f"{where}: building the saved recipe failed ({' '.join(str(exc).split())[:200]})") from None
+
+
 def load_checkpoint(
     path: str | Path,
     *,
     map_location: Any = "cpu",
     host: PluginHost | None = None,
+    allow_cast: bool = False,
 ) -> LoadedCheckpoint:
-    """Rebuild the saved model through the registry and load its weights (all or nothing)."""
-    from keisei_core.models import build_from_spec, resolve_options
+    """Rebuild the saved model through the registry and load its weights (all or nothing).
+
+    The file's zip CRC-32s and per-tensor SHA-256 checksums are verified first; weights of
+    another dtype than the model's are refused unless ``allow_cast`` (then reported in
+    ``cast``), and NaN or infinite weights are refused."""
+    from keisei_core.models import resolve_options
     from keisei_core.plugins import get_host
 
     where = f"checkpoint {path}"
-    obj = torch_load(path, map_location=map_location)
+    obj, zip_check = torch_load_checked(path, map_location=map_location)
     if not isinstance(obj, Mapping) or FORMAT_KEY not in obj:
         raise CheckpointError(
             f"{where} is not a keisei checkpoint (no model recipe); build the model yourself and "
@@ -211,6 +263,10 @@ def load_checkpoint(
     name = _field(recipe, "name", str, where)
     options = _field(recipe, "options", Mapping, where)
     loaded = unwrap_state_dict({WRAPPER_KEY: obj.get(WRAPPER_KEY)}, where)
+    if CHECKSUMS_KEY in obj:
+        integrity = (zip_check, verify_checksums(obj[WRAPPER_KEY], obj[CHECKSUMS_KEY], where))
+    else:
+        integrity = (zip_check, "no per-tensor checksums (written by an older keisei)")
     active = host or get_host()
     try:
         spec = active.models.get(name)
@@ -218,8 +274,8 @@ def load_checkpoint(
         plugin = (obj.get("versions") or {}).get("model_plugin")
         hint = f"; it was saved with plugin '{plugin}' -- install it" if plugin else ""
         raise CheckpointError(f"{where}: {exc}{hint}") from None
-    model = build_from_spec(spec, resolve_options(spec, options, where=f"{where}: model options"))
-    load_into(model, loaded.state_dict, source=where)
+    model = _build_checked(spec, resolve_options(spec, options, where=f"{where}: model options"), loaded.state_dict, where)
+    casts = load_into(model, loaded.state_dict, source=where, allow_cast=allow_cast)
     if map_location is not None and not callable(map_location) and not isinstance(map_location, Mapping):
         model = model.to(map_location)
     optimizer_state = _field(obj, "optimizer_state_dict", Mapping, where, optional=True)
@@ -233,4 +289,6 @@ def load_checkpoint(
         versions=dict(_field(obj, "versions", Mapping, where, optional=True) or {}),
         metadata=dict(_field(obj, "metadata", Mapping, where, optional=True) or {}),
         path=str(path),
+        integrity=integrity,
+        cast=casts,
     )

@@ -22,7 +22,12 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--weights", metavar="FILE", default=None,
         help="load a checkpoint (bare state_dict, dict with model_state_dict, or from a compiled "
-        "model) into the model and show what loaded",
+        "model) into the model and show what loaded and which integrity checks ran",
+    )
+    parser.add_argument(
+        "--allow-cast", action="store_true",
+        help="with --weights: cast weights of another dtype (e.g. int8) to the model's instead of "
+        "refusing them; the casts are listed",
     )
 
 
@@ -40,12 +45,15 @@ def describe_model(ctx: CliContext) -> dict[str, Any]:
     registration = host.models.registration(ctx.args.model)
     spec = registration.spec
     options = resolve_options(spec, model_options_from_overrides(ctx.args.overrides), where=f"model '{spec.name}' options (--set)")
+    from keisei_core.model_size import check_model_size
+
+    check_model_size(spec, options, f"model '{spec.name}' options (--set)")
     model = build_from_spec(spec, options)
     weights = None
     if getattr(ctx.args, "weights", None):
         from keisei_core.checkpoints import load_weights
 
-        weights = load_weights(model, ctx.args.weights).summary()
+        weights = load_weights(model, ctx.args.weights, allow_cast=bool(getattr(ctx.args, "allow_cast", False))).summary()
     shapes = model_shapes(model)
     return {
         "name": spec.name,
@@ -70,9 +78,11 @@ def format_weights(weights: dict[str, Any]) -> str:
         if weights["stripped_prefix"] else ""
     )
     other = f", other entries: {', '.join(weights['other_keys'])}" if weights["other_keys"] else ""
+    integrity = f"; integrity: {', '.join(weights['integrity'])}" if weights.get("integrity") else ""
+    cast = f"; cast: {', '.join(weights['cast'])}" if weights.get("cast") else ""
     return (
         f"{weights['file']}: {weights['entries']} entries loaded, form {'+'.join(weights['forms'])}"
-        f"{stripped}{other}"
+        f"{stripped}{other}{integrity}{cast}"
     )
 
 
