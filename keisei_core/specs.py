@@ -150,7 +150,12 @@ class StrategySpec:
 class ProbeSpec:
     """A benchmark probe: ``run(context) -> result`` measures one thing about a cell
     (model, strategy, batch size, device). See :mod:`keisei_core.bench` for the context
-    and result types."""
+    and result types.
+
+    ``options`` is the attrs class of the probe's ``[probe_options.<name>]`` table: the
+    table is structured against it when the config is checked, so an unknown key or a bad
+    value is one error before any cell runs. ``None`` (the default): the probe takes no
+    options, and a non-empty table for it is an error."""
 
     name: str = attrs.field(validator=_valid_name("probe"))
     run: Callable[[Any], Any] = attrs.field(validator=_is_callable)
@@ -161,3 +166,6 @@ class ProbeSpec:
     )
     needs_training: bool = False
     higher_is_better: bool = True
+    options: type | None = attrs.field(
+        default=None, validator=attrs.validators.optional(_is_attrs_class)
+    )

@@ -10,15 +10,21 @@ raises marks the affected cells ``failed`` with a one-line reason (the traceback
 ``failures.log`` beside the results); a strategy or probe that does not support the
 cell's device, dtype or mode marks them ``skipped``. The run goes on either way.
 Ctrl-C (KeyboardInterrupt) ends the run cleanly: the results file keeps every finished
-cell and its run status says ``interrupted``.
+cell and its run status says ``interrupted``. SIGTERM (what ``timeout``, schedulers and
+container runtimes send) is handled the same way, with ``run.signal`` saying which came;
+a second SIGTERM while the run is being wound up is ignored so the results are written.
 """
 
 from __future__ import annotations
 
 import contextlib
 import gc
+import os
+import signal
+import socket
 import sys
 import tempfile
+import threading
 import time
 import traceback
 from collections.abc import Iterator, Sequence
@@ -46,6 +52,34 @@ if TYPE_CHECKING:
     from torch import nn
 
     from keisei_core.plugins import PluginHost
+
+
+class Terminated(KeyboardInterrupt):
+    """SIGTERM arrived: raised where the run is, unwound like Ctrl-C (every
+    ``except KeyboardInterrupt: raise`` of the engine lets it through)."""
+
+
+@contextlib.contextmanager
+def _sigterm_as_interrupt() -> Iterator[dict[str, bool]]:
+    """While the block runs, SIGTERM raises :class:`Terminated` once; later ones are
+    ignored until the previous handler is restored. Only the main thread can set handlers:
+    elsewhere this does nothing."""
+    state = {"received": False}
+    if threading.current_thread() is not threading.main_thread():
+        yield state
+        return
+
+    def handler(_signum: int, _frame: Any) -> None:
+        if state["received"]:
+            return
+        state["received"] = True
+        raise Terminated()
+
+    previous = signal.signal(signal.SIGTERM, handler)
+    try:
+        yield state
+    finally:
+        signal.signal(signal.SIGTERM, previous)
 
 
 class RunObserver(Protocol):
@@ -151,39 +185,52 @@ class BenchEngine:
                 "config": experiment_to_dict(config),
                 "config_fingerprint": config_fingerprint(config),
                 "shard": self.shard.to_dict() if self.shard is not None else None,
+                # Who writes this file: a reader that finds "running" and no such process
+                # knows the run was killed (see results.load_results).
+                "pid": os.getpid(),
+                "host": socket.gethostname(),
             },
             manifest=environment_manifest(self.host, threads=threads, device=config.device),
             path=self.results_path,
         )
         run_cache: dict[str, Any] = {"calibration": results.calibration}
-        results.save()
-        for observer in self.observers:
-            observer.on_start(results)
+        with _sigterm_as_interrupt() as termination:
+            try:
+                self._run_cells(results, threads, previous_threads, run_cache)
+            except KeyboardInterrupt:
+                results.run["status"] = "interrupted"
+                results.run["signal"] = "SIGTERM" if termination["received"] else "SIGINT"
+                print(
+                    f"\nkeisei: {'terminated (SIGTERM)' if termination['received'] else 'interrupted'}; "
+                    f"{len(results.cells)} finished cells kept in {self.results_path}",
+                    file=sys.stderr,
+                )
+            from keisei_core.bench.manifest import load_average
+
+            results.manifest["load_average_at_end"] = load_average()
+            results.run["finished"] = now_iso()
+            results.save()
+        return results
+
+    def _run_cells(self, results: Results, threads: int, previous_threads: int, run_cache: dict[str, Any]) -> None:
+        import torch
+
         bar = _progress_bar(self.total_cells(), enabled=self.progress)
         scratch_root = Path(tempfile.mkdtemp(prefix="keisei-bench-"))
         try:
+            results.save()
+            for observer in self.observers:
+                observer.on_start(results)
             for cell in self._cells(threads, scratch_root, run_cache, bar):
                 results.append(cell)
                 bar.update(1)
                 for observer in self.observers:
                     observer.on_cell(cell, results)
             results.run["status"] = "complete"
-        except KeyboardInterrupt:
-            results.run["status"] = "interrupted"
-            print(
-                f"\nkeisei: interrupted; {len(results.cells)} finished cells kept in {self.results_path}",
-                file=sys.stderr,
-            )
         finally:
             bar.close()
             torch.set_num_threads(previous_threads)
             _remove_tree(scratch_root)
-        from keisei_core.bench.manifest import load_average
-
-        results.manifest["load_average_at_end"] = load_average()
-        results.run["finished"] = now_iso()
-        results.save()
-        return results
 
     def _cells(
         self, threads: int, scratch_root: Path, run_cache: dict[str, Any], bar: Any

@@ -170,7 +170,12 @@ def _merged_run(first: Results, shards: Sequence[tuple[Path, Results, Shard]], *
                 missing: list[int]) -> dict[str, Any]:
     runs = [results.run for _path, results, _shard in shards]
     statuses = {run.get("status") for run in runs}
-    status = "partial" if partial else ("complete" if statuses == {"complete"} else "interrupted")
+    if partial:
+        status = "partial"
+    elif statuses == {"complete"}:
+        status = "complete"
+    else:
+        status = "incomplete" if "incomplete" in statuses else "interrupted"
     started = [r["started"] for r in runs if r.get("started")]
     finished = [r["finished"] for r in runs if r.get("finished")]
     config = first.run.get("config") or {}

@@ -6,7 +6,9 @@ Schema (``schema_version`` 1)::
       "schema": "keisei.bench.results",
       "schema_version": 1,
       "run": {"name", "status": "running" | "complete" | "interrupted", "started",
-              "finished", "config_path", "config": {... resolved experiment ...}},
+              "finished", "config_path", "config": {... resolved experiment ...},
+              "signal": "SIGINT" | "SIGTERM" (interrupted runs), "pid", "host"},
+      "notes": [...]   # only when a value had to be changed to be written, see below
       "manifest": {... environment: versions, CPU/GPU, threads, plugins, git ...},
       "calibration": {... per-run facts shared by cells, e.g. "peak_flops" ...},
       "cells": [
@@ -24,11 +26,22 @@ Schema (``schema_version`` 1)::
 Every write goes to a temporary file in the same folder followed by ``os.replace``, so a
 reader (or a crash, or Ctrl-C) never sees a half-written file: after each cell the file
 on disk holds every finished cell.
+
+The writer never fails on a value: a NaN or infinite number anywhere in the document
+(strict JSON has neither) is written as ``null`` and the document's ``notes`` list says
+where and what it was.
+
+A run killed outright (SIGKILL, power loss) leaves status ``running``. :func:`load_results`
+reads such a file as ``incomplete`` unless the process that wrote it (``pid`` on ``host``)
+is still alive, so ``keisei compare``, ``keisei merge`` and the table say so.
 """
 
 from __future__ import annotations
 
 import json
+import math
+import os
+import socket
 from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
@@ -43,6 +56,39 @@ from keisei_core.errors import KeiseiError
 SCHEMA = "keisei.bench.results"
 SCHEMA_VERSION = 1
 STATUSES = ("ok", "failed", "skipped")
+RUN_INCOMPLETE = "incomplete"
+# Non-finite numbers listed in "notes" before the rest are only counted.
+SHOWN_NOTES = 20
+
+
+def json_safe(value: Any, path: str = "") -> tuple[Any, list[str]]:
+    """``value`` with every NaN/infinite float replaced by None, and where each one was."""
+    replaced: list[str] = []
+
+    def walk(item: Any, where: str) -> Any:
+        if isinstance(item, float) and not math.isfinite(item):
+            replaced.append(f"{where or 'value'}: {item} written as null")
+            return None
+        if isinstance(item, dict):
+            return {k: walk(v, f"{where}.{k}" if where else str(k)) for k, v in item.items()}
+        if isinstance(item, list | tuple):
+            return [walk(v, f"{where}[{i}]") for i, v in enumerate(item)]
+        return item
+
+    return walk(value, path), replaced
+
+
+def _writer_alive(run: dict[str, Any]) -> bool:
+    pid, host = run.get("pid"), run.get("host")
+    if not isinstance(pid, int) or host != socket.gethostname():
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except (PermissionError, OverflowError):
+        return isinstance(pid, int) and pid > 0
+    return True
 
 
 class ResultsError(KeiseiError):
@@ -165,7 +211,12 @@ class Results:
         target = path or self.path
         if target is None:
             raise ValueError("results have no path to save to")
-        write_json_atomic(target, self.to_dict())
+        document, replaced = json_safe(self.to_dict())
+        if replaced:
+            note = "; ".join(replaced[:SHOWN_NOTES])
+            more = f" (and {len(replaced) - SHOWN_NOTES} more)" if len(replaced) > SHOWN_NOTES else ""
+            document["notes"] = [f"non-finite numbers (JSON has none): {note}{more}"]
+        write_json_atomic(target, document)
         return target
 
 
@@ -191,8 +242,13 @@ def load_results(path: str | Path) -> Results:
         cells = [CellRecord.from_dict(c) for c in data.get("cells", [])]
     except (KeyError, TypeError, ValueError) as exc:
         raise ResultsError(f"{path}: malformed cell entry ({type(exc).__name__}: {exc})") from None
+    run = dict(data.get("run") or {})
+    if run.get("status") == "running" and not _writer_alive(run):
+        # Killed outright (SIGKILL, power loss): the cells on disk are what finished.
+        run["status"] = RUN_INCOMPLETE
+        run["status_note"] = "the file says 'running' but its process is gone (killed before it finished)"
     return Results(
-        run=dict(data.get("run") or {}),
+        run=run,
         manifest=dict(data.get("manifest") or {}),
         calibration=dict(data.get("calibration") or {}),
         cells=cells,

@@ -75,9 +75,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeiseiError as exc:
         print(f"keisei: error: {exc}", file=sys.stderr)
         return EXIT_USAGE
-    except KeyboardInterrupt:
-        print("keisei: interrupted", file=sys.stderr)
-        return 130
+    except KeyboardInterrupt as exc:
+        from keisei_core.bench.engine import Terminated
+
+        terminated = isinstance(exc, Terminated)
+        print(f"keisei: {'terminated (SIGTERM)' if terminated else 'interrupted'}", file=sys.stderr)
+        return 143 if terminated else 130
     except BrokenPipeError:
         return 0
 

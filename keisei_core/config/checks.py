@@ -1,21 +1,40 @@
-"""Checks that need the plugin registries: names exist, model options are valid."""
+"""Checks that need the plugin registries: names exist, model options are valid, models
+fit in memory, probe option tables fit their probes."""
 
 from __future__ import annotations
 
+from keisei_core.config.converter import structure
 from keisei_core.config.experiment import ExperimentConfig
+from keisei_core.errors import ConfigError
+from keisei_core.model_size import check_model_size
 from keisei_core.models import resolve_options
 from keisei_core.plugins import PluginHost
 
 
+def check_probe_options(config: ExperimentConfig, host: PluginHost, where: str) -> None:
+    """Each ``[probe_options.<name>]`` table names a registered probe and fits the options
+    class the probe declares (``ProbeSpec.options``); a probe that declares none takes none."""
+    for name, table in config.probe_options.items():
+        spec = host.probes.get(name)  # a typo in the name is an error, with suggestions
+        path = f"probe_options.{name}"
+        if spec.options is None:
+            if table:
+                keys = ", ".join(sorted(str(k) for k in table))
+                raise ConfigError(f"{where}: {path}: probe '{name}' takes no options (got {keys})")
+            continue
+        structure(dict(table), spec.options, where, path=path)
+
+
 def check_names(config: ExperimentConfig, host: PluginHost, where: str) -> None:
-    """Raise one clear error for the first unknown name or invalid model option."""
+    """Raise one clear error for the first unknown name, invalid model option, model too
+    big for this machine, or probe option table that does not fit its probe."""
     for index, entry in enumerate(config.models):
         spec = host.models.get(entry.name)
-        resolve_options(spec, entry.options, where=f"{where}: models[{index}].options")
+        options = resolve_options(spec, entry.options, where=f"{where}: models[{index}].options")
+        check_model_size(spec, options, f"{where}: models[{index}]")
     for name in config.strategies:
         for part in name.split("+"):
             host.strategies.get(part.strip())
     for name in config.probes:
         host.probes.get(name)
-    for name in config.probe_options:
-        host.probes.get(name)  # a typo in [probe_options.<name>] is an error, with suggestions
+    check_probe_options(config, host, where)

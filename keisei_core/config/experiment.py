@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import math
+import re
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any, Literal
 
@@ -12,6 +14,52 @@ from keisei_core.config.converter import structure, unstructure
 from keisei_core.config.files import read_toml
 from keisei_core.config.overrides import apply_overrides
 
+# Upper bounds: far beyond any real setting, low enough that nothing downstream overflows
+# (torch.set_num_threads takes a C int, seeds a 64-bit integer, JSON finite numbers).
+MAX_SECONDS = 86_400.0
+MAX_SAMPLES = 10_000_000
+MAX_THREADS = 4096
+MAX_BATCH_SIZE = 1 << 20
+MAX_SEED = (1 << 62) - 1
+# A run name becomes a folder name under output_dir: one plain path component.
+# No separators, no control characters, no Windows-reserved characters, not hidden,
+# not an option-like leading '-', no trailing dot or space.
+RUN_NAME = re.compile(r'^(?![.\- ])[^/\\:*?"<>|\x00-\x1f\x7f-\x9f]{1,128}(?<![. ])$')
+
+
+def _finite_between(low: float, high: float, *, low_inclusive: bool = True) -> Callable[[Any, attrs.Attribute[Any], float], None]:
+    def validator(_instance: Any, attribute: attrs.Attribute[Any], value: float) -> None:
+        above = value >= low if low_inclusive else value > low
+        if not (math.isfinite(value) and above and value <= high):
+            bound = ">=" if low_inclusive else ">"
+            raise ValueError(f"'{attribute.name}' must be a finite number {bound} {low:g} and <= {high:g}: {value!r}")
+
+    return validator
+
+
+def _int_between(low: int, high: int) -> Callable[[Any, attrs.Attribute[Any], int | None], None]:
+    def validator(_instance: Any, attribute: attrs.Attribute[Any], value: int | None) -> None:
+        if value is not None and value < low:
+            raise ValueError(f"'{attribute.name}' must be >= {low}: {value!r}")
+        if value is not None and value > high:
+            raise ValueError(f"'{attribute.name}' must be <= {high}: {value!r}")
+
+    return validator
+
+
+def _at_least_min_samples(instance: Any, attribute: attrs.Attribute[Any], value: int) -> None:
+    if value < instance.min_samples:
+        raise ValueError(f"'{attribute.name}' must be >= min_samples ({instance.min_samples}): {value!r}")
+
+
+def _run_name(_instance: Any, attribute: attrs.Attribute[Any], value: str) -> None:
+    if not RUN_NAME.match(value) or value in (".", ".."):
+        raise ValueError(
+            f"'{attribute.name}' must be a plain folder name (no '/', '\\', control characters or "
+            f"':*?\"<>|', not starting with '.', '-' or a space, at most 128 characters), since the run "
+            f"folder is <output_dir>/<name>-<time>: {value!r}"
+        )
+
 
 def _non_empty(_instance: Any, attribute: attrs.Attribute[Any], value: Sequence[Any]) -> None:
     if len(value) == 0:
@@ -20,9 +68,12 @@ def _non_empty(_instance: Any, attribute: attrs.Attribute[Any], value: Sequence[
 
 def _all_positive(_instance: Any, attribute: attrs.Attribute[Any], value: Sequence[int]) -> None:
     _non_empty(_instance, attribute, value)
-    bad = [v for v in value if v < 1]
-    if bad:
-        raise ValueError(f"'{attribute.name}' must hold integers >= 1: {bad!r}")
+    small = [v for v in value if v < 1]
+    if small:
+        raise ValueError(f"'{attribute.name}' must hold integers >= 1: {small!r}")
+    large = [v for v in value if v > MAX_BATCH_SIZE]
+    if large:
+        raise ValueError(f"'{attribute.name}' must hold integers <= {MAX_BATCH_SIZE}: {large!r}")
 
 
 def _unique(_instance: Any, attribute: attrs.Attribute[Any], value: Sequence[Any]) -> None:
@@ -48,14 +99,14 @@ class ModelEntry:
 class BenchSettings:
     """How long and how carefully each cell is measured."""
 
-    warmup_seconds: float = attrs.field(default=0.5, validator=attrs.validators.ge(0.0))
-    min_samples: int = attrs.field(default=5, validator=attrs.validators.ge(3))
-    max_samples: int = attrs.field(default=200, validator=attrs.validators.ge(3))
-    time_budget_seconds: float = attrs.field(default=5.0, validator=attrs.validators.gt(0.0))
-    target_iqr_ratio: float = attrs.field(default=0.05, validator=attrs.validators.gt(0.0))
-    threads: int | None = attrs.field(
-        default=None, validator=attrs.validators.optional(attrs.validators.ge(1))
+    warmup_seconds: float = attrs.field(default=0.5, validator=_finite_between(0.0, MAX_SECONDS))
+    min_samples: int = attrs.field(default=5, validator=_int_between(3, MAX_SAMPLES))
+    max_samples: int = attrs.field(default=200, validator=[_int_between(3, MAX_SAMPLES), _at_least_min_samples])
+    time_budget_seconds: float = attrs.field(
+        default=5.0, validator=_finite_between(0.0, MAX_SECONDS, low_inclusive=False)
     )
+    target_iqr_ratio: float = attrs.field(default=0.05, validator=_finite_between(0.0, 100.0, low_inclusive=False))
+    threads: int | None = attrs.field(default=None, validator=_int_between(1, MAX_THREADS))
 
 
 @attrs.frozen
@@ -75,7 +126,7 @@ class WandbSettings:
 class ExperimentConfig:
     """A benchmark matrix: models x strategies x batch sizes x probes on one device."""
 
-    name: str = "experiment"
+    name: str = attrs.field(default="experiment", validator=_run_name)
     description: str = ""
     plugins: list[str] = attrs.field(factory=list)
     models: list[ModelEntry] = attrs.field(
@@ -86,7 +137,7 @@ class ExperimentConfig:
     batch_sizes: list[int] = attrs.field(factory=lambda: [1, 64], validator=[_all_positive, _unique])
     device: Literal["cpu", "cuda"] = "cpu"
     dtype: Literal["float32", "bfloat16", "float16"] = "float32"
-    seed: int = 0
+    seed: int = attrs.field(default=0, validator=_int_between(0, MAX_SEED))
     output_dir: str = "results"
     bench: BenchSettings = attrs.field(factory=BenchSettings)
     wandb: WandbSettings = attrs.field(factory=WandbSettings)

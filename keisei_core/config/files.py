@@ -15,7 +15,29 @@ if sys.version_info >= (3, 11):
 else:  # pragma: no cover
     import tomli as tomllib
 
-__all__ = ["dump_toml", "read_toml", "tomllib"]
+__all__ = ["MAX_DEPTH", "check_depth", "dump_toml", "read_toml", "tomllib"]
+
+# Tables and arrays nested deeper than this are refused: no keisei setting needs more than
+# a few levels, and every later step (typing, fingerprints, JSON, W&B) walks values
+# recursively, so a few hundred levels would end in RecursionError far from the file.
+MAX_DEPTH = 32
+
+
+def check_depth(data: Any, where: str, limit: int = MAX_DEPTH) -> None:
+    """One ConfigError naming the key path where ``data`` nests deeper than ``limit``."""
+    stack: list[tuple[Any, int, str]] = [(data, 0, "")]
+    while stack:
+        value, depth, path = stack.pop()
+        if depth > limit:
+            raise ConfigError(
+                f"{where}: {path or 'value'}: values nested more than {limit} levels deep (tables "
+                "and arrays inside each other); no setting needs that"
+            )
+        if isinstance(value, dict):
+            stack.extend((v, depth + 1, f"{path}.{k}" if path else str(k)) for k, v in value.items())
+        elif isinstance(value, list):
+            shown = path.split("[", 1)[0] + "[...]" if "[" in path else f"{path}[...]"
+            stack.extend((v, depth + 1, shown) for v in value)
 
 
 def read_toml(path: str | Path, label: str | None = None) -> dict[str, Any]:
@@ -24,7 +46,12 @@ def read_toml(path: str | Path, label: str | None = None) -> dict[str, Any]:
     where = label or str(path)
     try:
         with path.open("rb") as handle:
-            return tomllib.load(handle)
+            data = tomllib.load(handle)
+    except RecursionError:
+        raise ConfigError(
+            f"{where}: values nested more than {MAX_DEPTH} levels deep (tables and arrays inside each "
+            "other; too deep for the TOML parser); no setting needs that"
+        ) from None
     except FileNotFoundError:
         raise ConfigError(f"{where}: no such config file") from None
     except IsADirectoryError:
@@ -33,6 +60,8 @@ def read_toml(path: str | Path, label: str | None = None) -> dict[str, Any]:
         raise ConfigError(f"{where}: not UTF-8 text ({exc.reason})") from None
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(f"{where}: invalid TOML: {' '.join(str(exc).split())}") from None
+    check_depth(data, where)
+    return data
 
 
 def _drop_none(value: Any) -> Any:

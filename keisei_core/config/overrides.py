@@ -9,7 +9,7 @@ import re
 from collections.abc import Iterable
 from typing import Any
 
-from keisei_core.config.files import tomllib
+from keisei_core.config.files import check_depth, tomllib
 from keisei_core.errors import ConfigError
 
 _KEY = re.compile(r"^[A-Za-z0-9_-]+$")
@@ -21,11 +21,15 @@ def parse_value(text: str) -> Any:
     Raises ValueError for an invalid array or inline table: taken as a string it would
     reach a list-typed key as one string."""
     try:
-        return tomllib.loads(f"v = {text}")["v"]
+        value = tomllib.loads(f"v = {text}")["v"]
+    except RecursionError:
+        raise ConfigError(f"--set value {text[:40]!r}: values nested more than 32 levels deep (too deep for the TOML parser)") from None
     except tomllib.TOMLDecodeError as exc:
         if text.startswith(("[", "{")):
             raise ValueError(f"not a valid TOML array or table ({exc})") from None
         return text
+    check_depth(value, f"--set value {text[:40]!r}")
+    return value
 
 
 def parse_override(item: str) -> tuple[list[str | int], Any]:
@@ -44,6 +48,8 @@ def parse_override(item: str) -> tuple[list[str | int], Any]:
             raise ConfigError(f"--set {item!r}: invalid key segment {part!r}")
     try:
         return path, parse_value(value.strip())
+    except ConfigError:
+        raise
     except ValueError as exc:
         raise ConfigError(
             f"--set {item!r}: {exc}; strings inside need double quotes, and the whole argument "

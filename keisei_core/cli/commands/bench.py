@@ -12,7 +12,8 @@ from keisei_core.cli.context import CliContext
 NAME = "bench"
 HELP = "run a benchmark matrix (default: configs/quickstart.toml)"
 DEFAULT_CONFIG = "configs/quickstart.toml"
-EXIT_INTERRUPTED = 130
+EXIT_INTERRUPTED = 130  # SIGINT (Ctrl-C): 128 + 2, as shells report it
+EXIT_TERMINATED = 143  # SIGTERM: 128 + 15
 
 
 def configure(parser: argparse.ArgumentParser) -> None:
@@ -97,7 +98,9 @@ def run(ctx: CliContext) -> int:
     if tracker is not None:
         tracker.finish(results, table=table, plots=plots)
     _summary(results, out_dir, plots, tracker)
-    return EXIT_INTERRUPTED if results.run.get("status") == "interrupted" else 0
+    if results.run.get("status") == "interrupted":
+        return EXIT_TERMINATED if results.run.get("signal") == "SIGTERM" else EXIT_INTERRUPTED
+    return 0
 
 
 def _summary(results: object, out_dir: Path, plots: list[Path], tracker: object | None) -> None:

@@ -51,6 +51,7 @@ def run(ctx: CliContext) -> int:
 
         print_json({
             "threshold_percent": ctx.args.fail_above,
+            "status": {"old": old.run.get("status"), "new": new.run.get("status")},
             "regressions": len(regressions),
             "cells": [
                 {"model": c.key[0], "strategy": c.key[1], "probe": c.key[2], "batch_size": c.key[3],
@@ -63,6 +64,14 @@ def run(ctx: CliContext) -> int:
         })
     else:
         print(format_comparison(comparisons))
+    for label, results in (("old", old), ("new", new)):
+        status = results.run.get("status")
+        if status not in (None, "complete"):
+            print(
+                f"keisei: warning: the {label} run is {status} ({len(results.cells)} cells); cells it "
+                "did not reach are compared as missing",
+                file=sys.stderr,
+            )
     for note in environment_differences(old, new):
         print(f"keisei: warning: environments differ ({note}); changes may not be the code's", file=sys.stderr)
     if regressions:

@@ -11,7 +11,7 @@ from typing import Any
 
 from keisei_core.hookspecs import hookimpl
 from keisei_core.specs import ProbeSpec
-from keisei_plugin_distributed.options import PROBE_NAME
+from keisei_plugin_distributed.options import PROBE_NAME, DdpOptions
 
 
 def run_train_step_ddp(context: Any) -> Any:
@@ -32,5 +32,6 @@ def keisei_register_probes(register: Callable[[ProbeSpec], None]) -> None:
             ),
             unit="samples/s",
             needs_training=True,
+            options=DdpOptions,
         )
     )
