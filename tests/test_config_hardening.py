@@ -9,7 +9,7 @@ import pytest
 from keisei_core.cli.main import main
 from keisei_core.config import load_experiment
 from keisei_core.config.checks import check_names
-from keisei_core.errors import ConfigError, KeiseiError, escape_controls
+from keisei_core.errors import ConfigError, KeiseiError
 from keisei_core.plugins import get_host
 
 
@@ -98,6 +98,8 @@ def test_probe_options_are_checked_against_the_probe() -> None:
 
 
 def test_control_characters_in_names_are_escaped_in_error_lines(capsys: pytest.CaptureFixture[str]) -> None:
+    from keisei_core.errors import escape_controls
+
     hostile = "rest\x1b[2J\x1b[Hower\r\nfake line\x07"
     assert main(["info", hostile]) == 2
     err = capsys.readouterr().err
