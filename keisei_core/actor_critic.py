@@ -215,7 +215,7 @@ def _masked_log_softmax(
     """(masked logits in the compute dtype, illegal entries ``-inf``; their log-softmax)."""
     wide = logits.to(_compute_dtype(logits))
     if legal is not None:
-        wide = wide.masked_fill(~legal, float("-inf"))
+        wide = torch.where(legal, wide, float("-inf"))  # one op: no inverted mask to build
     return wide, torch.log_softmax(wide, dim=-1)
 
 
