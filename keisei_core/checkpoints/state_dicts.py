@@ -110,12 +110,16 @@ def _one_line(text: str, limit: int = 200) -> str:
     return line if len(line) <= limit else line[: limit - 3] + "..."
 
 
-def _allowed_globals() -> set[str]:
+def _allowed_globals() -> set[str] | None:
     """``module.name`` of every global torch's weights-only unpickler accepts."""
     import torch
-    from torch import _weights_only_unpickler
 
-    allowed = set(_weights_only_unpickler._get_allowed_globals())
+    try:  # private: if a torch release moves it, the scan names nothing and torch's message is used
+        from torch import _weights_only_unpickler
+
+        allowed = set(_weights_only_unpickler._get_allowed_globals())
+    except (ImportError, AttributeError):
+        return None
     for entry in torch.serialization.get_safe_globals():
         obj = entry[0] if isinstance(entry, tuple) else entry
         name = entry[1] if isinstance(entry, tuple) else f"{getattr(obj, '__module__', '')}.{getattr(obj, '__qualname__', '')}"
@@ -190,6 +194,8 @@ def refused_global(path: Path) -> str | None:
     except (OSError, zipfile.BadZipFile, RuntimeError, ValueError):
         return None
     allowed = _allowed_globals()
+    if allowed is None:
+        return None
     return next((name for name in found if name not in allowed), None)
 
 
