@@ -15,10 +15,13 @@ Masking rules (Keisei defect 1 is not repeated):
 - an action is never illegal: illegal entries get probability exactly 0 (they are masked
   with ``-inf`` before the float32 log-softmax), whatever the legal logits are, so
   logits at the dtype's finite minimum cannot tie with masked ones;
-- a NaN or ``+inf`` logit on a *legal* action, or a row whose legal logits are all
-  ``-inf``, raises ``InputError`` naming the rows (the network's output is unusable
-  there); a ``-inf`` logit on some legal actions gives them probability 0 (the network
-  masked them itself); illegal entries may hold anything;
+- in ``get_action_and_value`` (and :func:`masked_log_probs`), a NaN or ``+inf`` logit on
+  a *legal* action, or a row whose legal logits are all ``-inf``, raises ``InputError``
+  naming the rows (no action can be chosen there); ``evaluate_actions`` lets them
+  propagate into NaN log-probabilities and entropies instead, as a training loss must
+  for the trainer (and the train-stability probe) to see the divergence; a ``-inf``
+  logit on some legal actions gives them probability 0 (the network masked them
+  itself); illegal entries may hold anything;
 - a row with no legal action raises ``InputError`` naming the rows -- a terminal position
   must be handled by the environment, never sampled from;
 - NaN or inf in the observations raises ``InputError`` naming the rows;
@@ -156,7 +159,14 @@ def _legal_mask_2d(legal_mask: Any, batch: int, num_actions: int, device: torch.
     return legal_mask.to(device)
 
 
-def _check_values(obs: torch.Tensor | None, logits: torch.Tensor, legal: torch.Tensor | None, log_probs: torch.Tensor) -> None:
+def _check_values(
+    obs: torch.Tensor | None,
+    logits: torch.Tensor,
+    legal: torch.Tensor | None,
+    log_probs: torch.Tensor,
+    *,
+    refuse_bad_logits: bool = True,
+) -> None:
     """NaN/inf observations, rows without a legal action, NaN/+inf legal logits or rows whose
     legal logits are all ``-inf``: one InputError naming the rows.
 
@@ -180,6 +190,8 @@ def _check_values(obs: torch.Tensor | None, logits: torch.Tensor, legal: torch.T
                 f"legal_mask rows {_rows(empty)} have no legal action; a terminal position cannot be "
                 "acted in (end the episode before asking the policy)"
             )
+    if not refuse_bad_logits:
+        return
     raise InputError(
         f"the network's policy logits are NaN or +inf on legal actions, or -inf on all of them, in rows "
         f"{_rows(flags)} (dtype {logits.dtype}); no action can be chosen there -- check the network "
@@ -294,7 +306,9 @@ class ActorCriticMixin:
             )
         legal = self._legal(legal_mask, logits)
         _, log_probs = _masked_log_softmax(logits, legal)
-        _check_values(obs, logits, legal, log_probs)
+        # Training code detects divergence from a NaN loss (the train-stability probe counts
+        # the first non-finite step without a sync per step): bad logits propagate here.
+        _check_values(obs, logits, legal, log_probs, refuse_bad_logits=False)
         log_probs = log_probs.clamp_min(torch.finfo(log_probs.dtype).min)
         actions = actions.long().to(log_probs.device)
         if legal is not None:
