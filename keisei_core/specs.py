@@ -16,6 +16,10 @@ if TYPE_CHECKING:
 NAME_PATTERN = re.compile(r"^[a-z0-9][a-z0-9_.-]*$")
 DEVICES = frozenset({"cpu", "cuda"})
 DTYPES = frozenset({"float32", "bfloat16", "float16"})
+QUANTIZED_PRECISIONS = frozenset({"int8"})
+"""Precisions a strategy may compute in that are no model dtype: quantized networks are
+validated at the policy level (keisei_core.compile.policy_checks), not output by output."""
+PRECISIONS = DTYPES | QUANTIZED_PRECISIONS
 
 
 def check_name(kind: str, name: object) -> str:
@@ -127,7 +131,8 @@ class StrategySpec:
     keys. ``kind`` is ``"transform"`` (channels-last, bf16, fused ops: composable, any
     number) or ``"compiler"`` (inductor, onnxruntime: at most one, last in a composition).
     ``precision`` names the dtype the strategy computes in when it lowers precision, so
-    validation uses that dtype's tolerance.
+    validation uses that dtype's tolerance; a quantized precision (``"int8"``) selects the
+    policy-level validation and its thresholds instead.
     """
 
     name: str = attrs.field(validator=_valid_name("strategy"))
@@ -142,7 +147,7 @@ class StrategySpec:
     )
     training: bool = True
     precision: str | None = attrs.field(
-        default=None, validator=attrs.validators.optional(attrs.validators.in_(sorted(DTYPES)))
+        default=None, validator=attrs.validators.optional(attrs.validators.in_(sorted(PRECISIONS)))
     )
 
 

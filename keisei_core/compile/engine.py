@@ -19,6 +19,13 @@ from keisei_core.compile.equivalence import (
     run_checks,
 )
 from keisei_core.compile.inplace import compiled_call
+from keisei_core.compile.policy_checks import (
+    PolicyCheck,
+    PolicyThresholds,
+    is_quantized,
+    resolve_policy_thresholds,
+    run_policy_checks,
+)
 from keisei_core.compile.report import (
     CompileFailedError,
     CompileReport,
@@ -107,6 +114,7 @@ def compile_model(
     host: Any = None,
     seed: int = 0,
     guard_seconds: float = 4.0,
+    policy_thresholds: PolicyThresholds | None = None,
 ) -> tuple[nn.Module, CompileReport]:
     """Apply ``strategy`` to a private copy of ``model`` and validate it against eager.
 
@@ -122,7 +130,9 @@ def compile_model(
     True demands training support, False validates eval mode only. ``example_obs``
     gives the observation shape for models that do not declare one and is handed to the
     strategies (exporters trace with it). ``tolerances``: one :class:`Tolerance` or a
-    mapping dtype -> Tolerance (see :mod:`keisei_core.compile.tolerances`).
+    mapping dtype -> Tolerance (see :mod:`keisei_core.compile.tolerances`). Quantized
+    strategies (``precision="int8"``) are judged by policy-level checks instead
+    (:mod:`keisei_core.compile.policy_checks`; ``policy_thresholds`` overrides the default).
     """
     started = time.perf_counter()
     composition = resolve_strategy(strategy, host)
@@ -133,7 +143,8 @@ def compile_model(
     device = device or own_device
     dtype = dtype or own_dtype
     precision = composition.precision or dtype
-    tolerance = resolve_tolerance(precision, tolerances)
+    quantized = is_quantized(precision)
+    tolerance = None if quantized else resolve_tolerance(precision, tolerances)
     torch_dtype = getattr(torch, dtype, None)
     if not isinstance(torch_dtype, torch.dtype):
         raise InputError(f"unknown dtype {dtype!r}")
@@ -149,6 +160,8 @@ def compile_model(
         "tolerance": tolerance,
         "torch_version": torch.__version__,
     }
+    if quantized:
+        base["policy_thresholds"] = resolve_policy_thresholds(precision, policy_thresholds)
     reason = composition.unsupported_reason(device, dtype, training=bool(training)) or _cuda_missing(device)
     if reason is not None:
         report = CompileReport(status="skipped", reason=reason, total_seconds=time.perf_counter() - started, **base)
@@ -189,6 +202,7 @@ def compile_model(
     validation_seconds: float | None = None
     graphs_first = 0
     checks: list[EquivalenceCheck] = []
+    policy: list[PolicyCheck] = []
     speed: SpeedCheck | None = None
     candidate: nn.Module | None = None
     failure: str | None = None
@@ -211,14 +225,25 @@ def compile_model(
 
         stage = "validation"
         validation_start = time.perf_counter()
-        checks = run_checks(
-            eager, candidate, inputs, modes=modes, precision=precision, tolerance=tolerance,
-            referee=precision == dtype,
-        )
+        if quantized:
+            policy = run_policy_checks(
+                eager, candidate, inputs, precision=precision, thresholds=base["policy_thresholds"], seed=seed
+            )
+        else:
+            assert tolerance is not None
+            checks = run_checks(
+                eager, candidate, inputs, modes=modes, precision=precision, tolerance=tolerance,
+                referee=precision == dtype,
+            )
         validation_seconds = time.perf_counter() - validation_start
         bad = [c for c in checks if not c.passed]
         if bad:
             raise _Failure(f"{len(bad)} of {len(checks)} checks differ from eager; first: {bad[0].describe()}")
+        missed = [c for c in policy if not c.passed]
+        if missed:
+            raise _Failure(
+                f"{len(missed)} of {len(policy)} policy checks miss the {precision} thresholds; first: {missed[0].describe()}"
+            )
         if guard == "faster":
             stage = "timing"
             speed = compare_speed(eager, candidate, inputs[-1].obs, budget_seconds=guard_seconds)
@@ -252,6 +277,7 @@ def compile_model(
         graphs=graphs,
         recompiles=max(0, graphs - max(graphs_first, 1)),
         checks=tuple(checks),
+        policy_checks=tuple(policy),
         speed=speed,
         notes=_plain(context.notes),
         **base,

@@ -12,6 +12,7 @@ from typing import Any
 
 import attrs
 
+from keisei_core.compile.policy_checks import PolicyCheck, PolicyThresholds
 from keisei_core.errors import KeiseiError
 
 STATUSES = ("compiled", "fallback", "failed", "skipped")
@@ -134,6 +135,10 @@ class CompileReport:
     speed: SpeedCheck | None = None
     notes: dict[str, Any] = attrs.field(factory=dict)
     torch_version: str | None = None
+    # Quantized strategies (precision int8) are judged at the policy level instead of
+    # output by output (keisei_core.compile.policy_checks): thresholds and per-batch checks.
+    policy_thresholds: PolicyThresholds | None = None
+    policy_checks: tuple[PolicyCheck, ...] = ()
 
     @property
     def ok(self) -> bool:
@@ -156,6 +161,9 @@ class CompileReport:
             passed = sum(c.passed for c in self.checks)
             parts.append(f"{self.recompiles} recompile(s)")
             parts.append(f"{passed}/{len(self.checks)} checks passed")
+        if self.status in ("compiled", "fallback", "failed") and self.policy_checks:
+            passed = sum(c.passed for c in self.policy_checks)
+            parts.append(f"{passed}/{len(self.policy_checks)} policy checks passed")
         if self.speed is not None:
             parts.append(f"{self.speed.speedup:.2f}x eager at batch {self.speed.batch_size}")
         line = ", ".join(parts)

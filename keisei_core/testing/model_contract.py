@@ -44,6 +44,7 @@ from hypothesis import strategies as st
 from torch import nn
 
 from keisei_core.actor_critic import ActorCriticProtocol
+from keisei_core.compile.policy_checks import is_quantized
 from keisei_core.introspect import model_shapes
 from keisei_core.models import resolve_options
 from keisei_core.observations import make_legal_masks, make_observations
@@ -378,6 +379,23 @@ class ModelContract(ContractBase):
             torch.testing.assert_close(a, b, msg=f"{what}: {name} differ from the original's")
 
 
+def _check_policy(
+    strategy: str, specs: list[Any], outcome: c.CompileOutcome, *, batch_size: int, device: str
+) -> None:
+    """Quantized strategies: the policy-level checks (keisei_core.compile.policy_checks)
+    on a fresh input, against the precision's thresholds."""
+    from keisei_core.compile.equivalence import make_check_inputs
+    from keisei_core.compile.policy_checks import resolve_policy_thresholds, run_policy_checks
+
+    precision = next(s.precision for s in specs if is_quantized(s.precision))
+    eager, model = outcome.eager.eval(), outcome.model
+    shapes = model_shapes(eager)
+    inputs = make_check_inputs((batch_size,), shapes.observation, shapes.num_actions, device=device, dtype=torch.float32, seed=102)
+    thresholds = resolve_policy_thresholds(precision)
+    missed = [c.describe() for c in run_policy_checks(eager, model, inputs, precision=precision, thresholds=thresholds) if not c.passed]
+    assert not missed, f"'{strategy}' misses the {precision} policy thresholds on a fresh input: {'; '.join(missed)}"
+
+
 def check_equivalence(
     host: PluginHost, strategy: str, outcome: c.CompileOutcome, *, batch_size: int, device: str
 ) -> None:
@@ -387,6 +405,9 @@ def check_equivalence(
     themselves where eager's choice is not a near tie. State_dict keys must be eager's.
     (``compile_model`` already validated batch 1 and ``batch_size`` on its own inputs.)"""
     specs = [host.strategies.get(part.strip()) for part in strategy.split("+")]
+    if any(is_quantized(s.precision) for s in specs):
+        _check_policy(strategy, specs, outcome, batch_size=batch_size, device=device)
+        return
     tolerance = tolerance_for(specs)
     eager, model = outcome.eager.eval(), outcome.model
     if hasattr(model, "eval"):

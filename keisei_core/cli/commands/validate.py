@@ -149,6 +149,14 @@ def render_report(report: CompileReport) -> str:
     if report.checks:
         lines.append("")
         lines.append(format_table(_worst_rows(report), ["mode", "output", "checks", "max abs diff", "max rel diff", "tolerance", "passed"]))
+    if report.policy_checks:
+        lines.append("")
+        rows = [
+            [str(c.batch_size), c.metric, f"{c.found:.3g}", ("at least " if c.at_least else "at most ") + f"{c.threshold:g}",
+             "yes" if c.passed else "NO"]
+            for c in report.policy_checks
+        ]
+        lines.append(format_table(rows, ["batch", "policy metric", "found", "threshold", "passed"]))
     return "\n".join(lines)
 
 

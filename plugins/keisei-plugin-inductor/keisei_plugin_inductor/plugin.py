@@ -4,8 +4,9 @@ Importing this module never imports torch; each ``apply`` imports its module on 
 Compilers (at most one per composition, last): ``inductor``, ``inductor-max-autotune``,
 ``inductor-reduce-overhead`` (CUDA graphs), ``inductor-freeze`` (CPU inference with
 weights frozen into the code), ``aot-inductor`` (torch.export + AOTInductor package
-cached on disk). Transforms (compose before a compiler): ``channels-last``, ``bf16``,
-``fp16``.
+cached on disk), ``int8`` (PT2E post-training quantization with the X86 Inductor
+quantizer, calibrated on observation-like positions; needs ``torchao``). Transforms
+(compose before a compiler): ``channels-last``, ``bf16``, ``fp16``.
 """
 
 from __future__ import annotations
@@ -48,6 +49,12 @@ def apply_aot_inductor(model: nn.Module, context: StrategyContext) -> nn.Module:
     from keisei_plugin_inductor.aot import compile_aot
 
     return compile_aot(model, context)
+
+
+def apply_int8(model: nn.Module, context: StrategyContext) -> nn.Module:
+    from keisei_plugin_inductor.quantize import quantize_int8
+
+    return quantize_int8(model, context)
 
 
 def apply_channels_last(model: nn.Module, context: StrategyContext) -> nn.Module:
@@ -98,6 +105,18 @@ STRATEGIES: tuple[StrategySpec, ...] = (
         apply=apply_aot_inductor,
         description="torch.export + AOTInductor package, cached on disk (model, weights, torch version); inference only",
         training=False,
+    ),
+    StrategySpec(
+        name="int8",
+        apply=apply_int8,
+        description=(
+            "post-training int8 quantization (torch.export + torchao PT2E, X86 Inductor quantizer, "
+            "oneDNN int8 kernels), calibrated on observation-like positions; CPU inference only"
+        ),
+        devices={"cpu"},
+        dtypes={"float32"},
+        training=False,
+        precision="int8",
     ),
     StrategySpec(
         name="channels-last",

@@ -1,0 +1,273 @@
+"""``int8``: post-training static quantization with PyTorch 2 export (PT2E), lowered by
+Inductor to oneDNN int8 convolutions and matmuls (VNNI / AMX-INT8 on x86 CPUs).
+
+The flow is torchao's (``torch.ao.quantization.quantize_pt2e`` moved there; torch 2.13
+has none): ``torch.export`` the eval-mode forward with a dynamic batch dimension,
+``prepare_pt2e`` with the ``X86InductorQuantizer`` (uint8 activations per tensor, int8
+weights per output channel: oneDNN's int8 layout), calibrate the observers on
+observation-like positions, ``convert_pt2e``, then ``torch.compile`` with freezing,
+whose passes (registered by torchao's X86 quantizer module) fold the quantize/dequantize
+pairs into oneDNN ``qconv``/``qlinear`` calls with pre-packed int8 weights.
+
+Calibration: 256 positions from :func:`keisei_core.observations.make_observations` at
+four board occupancies (opening to endgame), or the user's own positions: a tensor file
+``(N, C, H, W)`` saved with ``torch.save`` and named by ``KEISEI_INT8_CALIBRATION`` (or
+``int8_strategy(calibration=...)``). Calibration sees what the policy will see; random
+noise would set activation ranges that real positions never reach.
+
+Like ``aot-inductor`` the model keeps its float parameters (state_dict keys as eager)
+and gets a wrapped ``forward`` that runs the quantized program, so the PPO methods run
+int8 code; ``load_state_dict`` marks the program stale and the next call quantizes the
+new weights again with the same calibration positions. Inference only.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import copy
+import functools
+import logging
+import os
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import attrs
+import torch
+from torch import nn
+
+from keisei_core.compile.wrapping import add_forward_wrapper
+from keisei_core.errors import InputError
+from keisei_core.observations import make_observations
+from keisei_core.specs import StrategyContext, StrategySpec
+
+CALIBRATION_ENV = "KEISEI_INT8_CALIBRATION"
+CALIBRATION_OCCUPANCIES = (0.2, 0.4, 0.6, 0.8)
+CALIBRATION_BATCH = 64
+# Far from the validation inputs' seeds (keisei_core.compile.equivalence.make_check_inputs):
+# the positions a quantized model is judged on are never the ones it was calibrated on.
+CALIBRATION_SEED = 7_000_003
+
+
+def _bits(_instance: Any, attribute: attrs.Attribute[Any], value: int) -> None:
+    if isinstance(value, bool) or not isinstance(value, int) or not 2 <= value <= 8:
+        raise InputError(f"{attribute.name} must be an integer from 2 to 8, got {value!r}")
+
+
+@attrs.frozen
+class QuantizeSettings:
+    """How to quantize. ``int8`` is 8 and 8 bits; fewer bits keep the int8 kernels but
+    clamp to a narrower range (the tests' deliberately over-quantized strategy)."""
+
+    activation_bits: int = attrs.field(default=8, validator=_bits)
+    weight_bits: int = attrs.field(default=8, validator=_bits)
+    calibration: Path | torch.Tensor | None = attrs.field(default=None, eq=False)
+
+
+@contextlib.contextmanager
+def _quiet_torchao_import() -> Any:
+    # torchao's wheel carries CUDA extensions; on a CPU torch each one logs a "Failed to
+    # load" warning at import (harmless: PT2E needs none of them). Keep them off the terminal.
+    names = ("torchao", "torch.utils._pytree")
+    saved = [(logging.getLogger(n), logging.getLogger(n).level) for n in names]
+    for logger, _ in saved:
+        logger.setLevel(logging.ERROR)
+    try:
+        yield
+    finally:
+        for logger, level in saved:
+            logger.setLevel(level)
+
+
+def _x86_quantizer_module() -> Any:
+    with _quiet_torchao_import():
+        from torchao.quantization.pt2e.quantizer import x86_inductor_quantizer
+
+    return x86_inductor_quantizer
+
+
+def quantization_config(settings: QuantizeSettings) -> Any:
+    """The X86 Inductor quantizer's default config, narrowed to ``settings``' bit widths
+    (the observers then pick scales for the narrower range)."""
+    import dataclasses
+
+    config = _x86_quantizer_module().get_default_x86_inductor_quantization_config()
+    if (settings.activation_bits, settings.weight_bits) == (8, 8):
+        return config
+    activation = dataclasses.replace(config.input_activation, quant_max=2**settings.activation_bits - 1)
+    limit = 2 ** (settings.weight_bits - 1) - 1
+    weight = dataclasses.replace(config.weight, quant_min=-limit, quant_max=limit)
+    return dataclasses.replace(config, input_activation=activation, output_activation=activation, weight=weight)
+
+
+def default_calibration(shape: tuple[int, int, int]) -> torch.Tensor:
+    channels, board, _ = shape
+    batches = [
+        make_observations(CALIBRATION_BATCH, channels, board, seed=CALIBRATION_SEED + index, occupancy=occupancy)
+        for index, occupancy in enumerate(CALIBRATION_OCCUPANCIES)
+    ]
+    return torch.cat(batches)
+
+
+def load_calibration(source: Path | torch.Tensor, shape: tuple[int, int, int]) -> torch.Tensor:
+    """The user's calibration positions, checked against the model's observation shape."""
+    where = "calibration tensor" if isinstance(source, torch.Tensor) else f"calibration file {str(source)!r}"
+    if isinstance(source, torch.Tensor):
+        positions = source
+    else:
+        path = Path(source)
+        if not path.is_file():
+            raise InputError(f"{where} does not exist ({CALIBRATION_ENV} or int8_strategy(calibration=...))")
+        try:
+            positions = torch.load(path, map_location="cpu", weights_only=True)
+        except Exception as exc:
+            raise InputError(f"{where} is not a tensor saved with torch.save: {type(exc).__name__}") from None
+    if not isinstance(positions, torch.Tensor):
+        raise InputError(f"{where} must hold one tensor (N, C, H, W), got {type(positions).__name__}")
+    if positions.dim() != 4 or tuple(positions.shape[1:]) != shape or positions.shape[0] < 1:
+        raise InputError(f"{where} must have shape (N, {', '.join(map(str, shape))}), got {tuple(positions.shape)}")
+    if not positions.is_floating_point() or not bool(torch.isfinite(positions).all()):
+        raise InputError(f"{where} must hold finite floating-point observations")
+    return positions.detach().to(torch.float32).cpu()
+
+
+class _Observing(nn.Module):
+    """A one-argument view of the model for torch.export (a wrapped forward takes *args)."""
+
+    def __init__(self, model: nn.Module) -> None:
+        super().__init__()
+        self.model = model
+
+    def forward(self, obs: torch.Tensor) -> Any:
+        return self.model(obs)
+
+
+class Int8Program:
+    """The quantized, compiled program a module runs, and how to build it again."""
+
+    def __init__(self, context: StrategyContext, settings: QuantizeSettings) -> None:
+        example = context.example_obs
+        if example is None:
+            raise InputError("int8 needs an example observation to export with")
+        self.shape: tuple[int, int, int] = tuple(int(s) for s in example.shape[1:])  # type: ignore[assignment]
+        self.settings = settings
+        source = settings.calibration if settings.calibration is not None else os.environ.get(CALIBRATION_ENV) or None
+        self.calibration_source = "make_observations" if source is None else (
+            "tensor" if isinstance(source, torch.Tensor) else str(source)
+        )
+        self.positions = default_calibration(self.shape) if source is None else load_calibration(
+            source if isinstance(source, torch.Tensor) else Path(source), self.shape
+        )
+        self.compiled: Callable[..., Any] | None = None
+        self.stale = True
+        self.exporting = False
+        self.builds = 0
+
+    def __deepcopy__(self, memo: dict[int, Any]) -> Int8Program:
+        # The compiled program is read-only and shared; a copy loading other weights marks
+        # only its own program stale.
+        twin = copy.copy(self)
+        memo[id(self)] = twin
+        return twin
+
+    def __getstate__(self) -> dict[str, Any]:
+        state = dict(self.__dict__)
+        state["compiled"] = None
+        state["stale"] = True  # quantize again after unpickling
+        return state
+
+    def ensure(self, module: nn.Module) -> None:
+        """Export, calibrate, convert and compile the module's current weights."""
+        x86 = _x86_quantizer_module()  # imported first: it registers the int8 lowering passes
+        from torchao.quantization.pt2e.quantize_pt2e import convert_pt2e, prepare_pt2e
+
+        was_training = module.training
+        module.eval()
+        self.exporting = True
+        try:
+            with torch.no_grad():
+                example = self.positions[:2] if self.positions.shape[0] >= 2 else self.positions.expand(2, *self.shape)
+                exported = torch.export.export(
+                    _Observing(module), (example,), dynamic_shapes={"obs": {0: torch.export.Dim.DYNAMIC}}
+                ).module()
+        finally:
+            self.exporting = False
+            module.train(was_training)
+        quantizer = x86.X86InductorQuantizer()
+        quantizer.set_global(quantization_config(self.settings))
+        prepared = prepare_pt2e(exported, quantizer)
+        with torch.no_grad():
+            for batch in self.positions.split(CALIBRATION_BATCH):
+                prepared(batch)
+        converted = convert_pt2e(prepared)
+        self.compiled = torch.compile(converted, dynamic=True)
+        self.stale = False
+        self.builds += 1
+
+
+def int8_forward(
+    module: nn.Module, inner: Any, obs: torch.Tensor, *args: Any, program: Int8Program, **kwargs: Any
+) -> Any:
+    if program.exporting:  # torch.export is tracing the float forward underneath
+        return inner(obs, *args, **kwargs)
+    if module.training:
+        raise InputError("an int8 model runs inference only (eval mode); call model.eval()")
+    if args or kwargs:
+        raise InputError("an int8 model takes the observations only")
+    if program.stale or program.compiled is None:
+        program.ensure(module)
+    assert program.compiled is not None
+    # Freezing must be on whenever Inductor compiles (first call, a new batch bucket): its
+    # passes turn the quantize/dequantize pairs into oneDNN int8 ops. Passed as a
+    # torch.compile option instead, the int8 weight pre-packing is traced with fake
+    # tensors and fails (torch 2.13, torchao 0.18).
+    with torch.no_grad(), torch._inductor.config.patch(freezing=True):
+        logits, value = program.compiled(obs.to(torch.float32))
+    return logits.to(obs.dtype), value.to(obs.dtype)
+
+
+def _weights_changed(module: nn.Module, _incompatible_keys: Any) -> None:
+    for wrapper in getattr(module, "keisei_forward_wrappers", ()):
+        if isinstance(wrapper, functools.partial) and isinstance(wrapper.keywords.get("program"), Int8Program):
+            wrapper.keywords["program"].stale = True
+
+
+def quantize_int8(model: nn.Module, context: StrategyContext, settings: QuantizeSettings | None = None) -> nn.Module:
+    from keisei_plugin_inductor.compilers import use_keisei_cache
+
+    settings = settings or QuantizeSettings()
+    use_keisei_cache(context)
+    model.eval()
+    program = Int8Program(context, settings)
+    program.ensure(model)
+    context.record("int8_calibration", f"{program.calibration_source}: {program.positions.shape[0]} positions")
+    if (settings.activation_bits, settings.weight_bits) != (8, 8):
+        context.record("int8_bits", f"activations {settings.activation_bits}, weights {settings.weight_bits}")
+    add_forward_wrapper(model, functools.partial(int8_forward, program=program))
+    model.register_load_state_dict_post_hook(_weights_changed)
+    return model
+
+
+def int8_strategy(
+    name: str = "int8-calibrated",
+    *,
+    calibration: Path | str | torch.Tensor | None = None,
+    activation_bits: int = 8,
+    weight_bits: int = 8,
+    description: str = "",
+) -> StrategySpec:
+    """An ``int8``-like strategy with its own calibration positions (a tensor or a
+    ``torch.save`` file of ``(N, C, H, W)`` observations) or bit widths, for
+    ``compile_model(model, int8_strategy(calibration="positions.pt"))`` or a plugin's
+    ``register``."""
+    source = Path(calibration) if isinstance(calibration, str) else calibration
+    settings = QuantizeSettings(activation_bits, weight_bits, source)
+    return StrategySpec(
+        name=name,
+        apply=functools.partial(quantize_int8, settings=settings),
+        description=description or f"int8 PT2E quantization ({activation_bits}-bit activations, {weight_bits}-bit weights)",
+        devices={"cpu"},
+        dtypes={"float32"},
+        training=False,
+        precision="int8",
+    )
