@@ -10,6 +10,7 @@ output spread of a trained network (logits std 2, values std 0.3).
 
 from __future__ import annotations
 
+import copy
 import functools
 from pathlib import Path
 from typing import Any
@@ -34,6 +35,7 @@ from keisei_core.compile.equivalence import make_check_inputs
 from keisei_core.compile.policy_checks import DEFAULT_POLICY_THRESHOLDS, policy_metrics
 from keisei_core.errors import InputError
 from keisei_core.observations import make_observations
+from keisei_core.specs import StrategyContext
 
 from .conftest import build_tiny, restower_available
 
@@ -162,35 +164,44 @@ def test_int8_meets_the_thresholds_on_unseen_positions(int8: Quantized, batch: i
 
 @pytest.mark.slow
 def test_over_quantized_falls_back() -> None:
+    """2-bit activations and weights, calibrated on the user's own positions (a tensor)."""
     if not restower_available():
         pytest.skip("keisei-plugin-restower is not installed")
     eager = sharpened()
-    spec = int8_strategy("int8-2bit", activation_bits=2, weight_bits=2)
+    positions = make_observations(64, *SHAPE[:2], seed=40, occupancy=0.3)
+    spec = int8_strategy("int8-2bit", calibration=positions, activation_bits=2, weight_bits=2)
     model, report = compile_model(eager, spec, batch_sizes=(8,))
     assert report.status == "fallback" and model is eager, report.summary()
     assert report.notes["int8_bits"] == "activations 2, weights 2"
+    assert report.notes["int8_calibration"] == "tensor: 64 positions"
     assert "policy checks miss the int8 thresholds" in (report.reason or "")
     missed = {c.metric for c in report.policy_checks if not c.passed}
     assert {"kl", "value"} <= missed, report.reason
 
 
-@pytest.mark.slow
-def test_user_calibration_and_new_weights(int8: Quantized, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    """A calibration file named by the environment is used; loading new weights quantizes
-    them again with it (the program follows the weights, like eager)."""
+def test_a_calibration_file_named_by_the_environment_is_used(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     positions = make_observations(96, *SHAPE[:2], seed=40, occupancy=0.3)
     path = tmp_path / "mine.pt"
     torch.save(positions, path)
     monkeypatch.setenv(CALIBRATION_ENV, str(path))
-    first, report = compile_model(sharpened(), "int8", batch_sizes=(8,))
-    assert report.status == "compiled", report.summary()
-    assert report.notes["int8_calibration"] == f"{path}: 96 positions"
-    program = _program(first)
-    other = sharpened(seed=1)
-    first.load_state_dict(other.state_dict())
-    assert program.stale
-    data = make_check_inputs((8,), SHAPE, ACTIONS, device="cpu", dtype=torch.float32, seed=9)[0]
-    found = policy_metrics(other.eval(), first, data, INT8)
-    assert program.builds == 2 and not program.stale
-    assert found["kl"] <= INT8.kl and found["value"] <= INT8.value, found
+    program = Int8Program(StrategyContext(example_obs=positions[:2]), QuantizeSettings())
+    assert program.calibration_source == str(path) and torch.equal(program.positions, positions)
+    assert program.builds == 0 and program.stale  # nothing is built before the strategy asks
+    monkeypatch.delenv(CALIBRATION_ENV)
+    program = Int8Program(StrategyContext(example_obs=positions[:2]), QuantizeSettings())
+    assert program.calibration_source == "make_observations" and program.positions.shape == (256, *SHAPE)
 
+
+@pytest.mark.slow
+def test_new_weights_are_quantized_again(int8: Quantized) -> None:
+    """``load_state_dict`` marks the program stale; the next call quantizes the new weights
+    (a copy's program is its own: the fixture's model keeps its program)."""
+    model = copy.deepcopy(int8.model)
+    program, original = _program(model), _program(int8.model)
+    other = sharpened(seed=1)
+    model.load_state_dict(other.state_dict())
+    assert program.stale and not original.stale
+    data = make_check_inputs((8,), SHAPE, ACTIONS, device="cpu", dtype=torch.float32, seed=9)[0]
+    found = policy_metrics(other.eval(), model, data, INT8)
+    assert program.builds == original.builds + 1 and not program.stale
+    assert found["kl"] <= INT8.kl and found["value"] <= INT8.value, found
