@@ -166,3 +166,13 @@ def test_kl_is_zero_for_a_shifted_policy_and_positive_otherwise(batch: int, seed
     assert float(masked_kl(logits, hidden, masks).abs().max()) < 1e-9
     assert math.isfinite(float(kl.mean()))
 
+
+
+def test_keisei_validate_prints_the_policy_checks(model: nn.Module) -> None:
+    from keisei_core.cli.commands.validate import render_report
+
+    _, report = compile_model(model, _fake_int8(step=1e-3, value_shift=0.2), batch_sizes=(8,))
+    text = render_report(report)
+    assert "policy metric" in text and "3/4 policy checks passed" in text
+    value_row = next(line for line in text.splitlines() if line.split()[1:2] == ["value"])
+    assert "at most 0.05" in value_row and "NO" in value_row
