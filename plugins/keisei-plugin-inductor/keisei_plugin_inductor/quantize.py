@@ -220,9 +220,17 @@ def int8_forward(
     # Freezing must be on whenever Inductor compiles (first call, a new batch bucket): its
     # passes turn the quantize/dequantize pairs into oneDNN int8 ops. Passed as a
     # torch.compile option instead, the int8 weight pre-packing is traced with fake
-    # tensors and fails (torch 2.13, torchao 0.18).
-    with torch.no_grad(), torch._inductor.config.patch(freezing=True):
-        logits, value = program.compiled(obs.to(torch.float32))
+    # tensors and fails (torch 2.13, torchao 0.18). Set and restored by hand: at batch 1
+    # config.patch() costs about 4x as much per call (measured 310-370 us vs 75-85 us on
+    # the loaded 2-core machine).
+    config = torch._inductor.config
+    before = config.freezing
+    config.freezing = True
+    try:
+        with torch.no_grad():
+            logits, value = program.compiled(obs.to(torch.float32))
+    finally:
+        config.freezing = before
     return logits.to(obs.dtype), value.to(obs.dtype)
 
 
