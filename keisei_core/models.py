@@ -30,4 +30,6 @@ def build_from_spec(spec: ModelSpec, options: Any) -> nn.Module:
     # The rebuild recipe travels with the module (checkpoints and reports read it).
     model.keisei_model_name = spec.name  # type: ignore[assignment]
     model.keisei_model_options = options_as_dict(options)  # type: ignore[assignment]
+    # Which foreign checkpoints' architecture tags it takes (load_weights checks them).
+    model.keisei_checkpoint_architectures = tuple(sorted(spec.checkpoint_architectures))  # type: ignore[assignment]
     return model

@@ -7,12 +7,24 @@ counts normalised per piece type (each plane constant), 42 side to move (constan
 scaled: the first 28/46 of the planes are piece planes, the next 14/46 hand planes, then
 side-to-move, move-count and zero planes. Random normal noise never looks like this, and
 compilers specialise on it differently, so validation and benchmarks use these inputs.
+
+Keisei's 2026 encoding (50 planes, :mod:`keisei_core.spaces`) keeps planes 0-43 and adds
+the repetition count as four exclusive binary planes 44-47 (1x, 2x, 3x, 4+; all zero for a
+position seen once), the check indicator 48 (constant 0/1) and a reserved zero plane 49.
+Pass ``space=`` (an :class:`~keisei_core.spaces.ObservationSpace`, e.g. the model's own,
+see :func:`keisei_core.spaces.observations_for`) to pick the encoding; without it the
+channel count picks it (46 and 50 planes on a 9 x 9 board are Keisei's two encodings).
 """
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import attrs
 import torch
+
+if TYPE_CHECKING:
+    from keisei_core.spaces import ActionSpace, ObservationSpace
 
 PIECE_PLANES_46 = 28
 HAND_PLANES_46 = 14
@@ -27,6 +39,18 @@ class PlaneLayout:
     hands: int
     side_to_move: int | None
     move_count: int | None
+    repetition: int | None = None  # first of four exclusive repetition planes (2026)
+    check: int | None = None
+
+    @classmethod
+    def for_encoding(cls, channels: int, encoding: str) -> PlaneLayout:
+        from keisei_core.spaces import ENCODING_2026
+
+        if encoding == ENCODING_2026:
+            if channels != 50:
+                raise ValueError(f"the {ENCODING_2026} encoding has 50 planes, not {channels}")
+            return cls(50, PIECE_PLANES_46, HAND_PLANES_46, 42, 43, repetition=44, check=48)
+        return cls.for_channels(channels)
 
     @classmethod
     def for_channels(cls, channels: int) -> PlaneLayout:
@@ -51,9 +75,16 @@ def make_observations(
     device: str | torch.device = "cpu",
     dtype: torch.dtype = torch.float32,
     occupancy: float = 0.5,
+    space: ObservationSpace | None = None,
 ) -> torch.Tensor:
     """A batch of positions with the real plane structure (see module docstring)."""
-    layout = PlaneLayout.for_channels(channels)
+    from keisei_core.spaces import ENCODING_2026, ENCODING_GENERIC
+
+    if space is not None:
+        channels, board_size, encoding = space.channels, space.board_size, space.encoding
+    else:
+        encoding = ENCODING_2026 if (channels, board_size) == (50, 9) else ENCODING_GENERIC
+    layout = PlaneLayout.for_encoding(channels, encoding)
     gen = torch.Generator().manual_seed(seed)
     squares = board_size * board_size
     obs = torch.zeros(batch_size, channels, squares)
@@ -71,6 +102,14 @@ def make_observations(
     if layout.move_count is not None:
         moves = torch.randint(0, 500, (batch_size, 1), generator=gen).float() / 500.0
         obs[:, layout.move_count, :] = moves
+    if layout.repetition is not None:
+        # Most positions are new (no plane set); repeats get exactly one of the four planes.
+        count = torch.randint(0, 8, (batch_size,), generator=gen).clamp(max=4)
+        seen = torch.nonzero(count > 0).flatten()
+        obs[seen, layout.repetition + count[seen] - 1, :] = 1.0
+    if layout.check is not None:
+        checked = (torch.rand(batch_size, generator=gen) < 0.15).float()
+        obs[:, layout.check, :] = checked.unsqueeze(-1)
     return obs.view(batch_size, channels, board_size, board_size).to(device=device, dtype=dtype)
 
 
@@ -82,9 +121,13 @@ def make_legal_masks(
     min_legal: int = 20,
     max_legal: int = 300,
     device: str | torch.device = "cpu",
+    space: ActionSpace | None = None,
 ) -> torch.Tensor:
     """Boolean masks ``(B, A)`` with between ``min_legal`` and ``max_legal`` legal actions per
-    row (clamped to ``[1, num_actions]``), as in real positions (tens to hundreds)."""
+    row (clamped to ``[1, num_actions]``), as in real positions (tens to hundreds).
+    ``space`` (the model's :class:`~keisei_core.spaces.ActionSpace`) sets ``num_actions``."""
+    if space is not None:
+        num_actions = space.size
     gen = torch.Generator().manual_seed(seed + 1_000_003)
     high = max(1, min(max_legal, num_actions))
     low = max(1, min(min_legal, high))

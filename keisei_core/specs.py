@@ -78,6 +78,9 @@ class ModelSpec:
     module whose ``forward(obs)`` gives ``(policy_logits (B, A), value (B,))`` and which
     has the two PPO methods (inherit :class:`keisei_core.ActorCriticMixin`).
     ``defaults`` overrides option defaults, which is how presets share one builder.
+    ``checkpoint_architectures`` are the architecture tags of foreign training checkpoints
+    (Keisei 2026's ``save_checkpoint`` writes ``"architecture": "se_resnet"``) whose weights
+    this model takes: loading checks the tag, and ``keisei info --weights`` picks by it.
     """
 
     name: str = attrs.field(validator=_valid_name("model"))
@@ -86,6 +89,7 @@ class ModelSpec:
     description: str = ""
     defaults: Mapping[str, Any] = attrs.field(factory=dict, converter=dict)
     family: str | None = None
+    checkpoint_architectures: frozenset[str] = attrs.field(factory=frozenset, converter=_names_set)
 
 
 @attrs.define

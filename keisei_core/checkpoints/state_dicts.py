@@ -68,7 +68,10 @@ class LoadedStateDict:
     ``form`` is ``"state_dict"`` (bare) or ``"model_state_dict"`` (wrapped);
     ``stripped_prefix`` is ``"_orig_mod."`` when that segment was removed from
     ``stripped_keys`` keys (the checkpoint came from a compiled model), else ``None``;
-    ``other_keys`` are the wrapper's other top-level entries (optimizer state, counters).
+    ``other_keys`` are the wrapper's other top-level entries (optimizer state, counters);
+    ``architecture`` the wrapper's architecture tag (Keisei 2026) and ``counters`` its
+    integer counters (epoch, step, ...); ``adapted`` what an explicit adaptation changed
+    (see :mod:`keisei_core.checkpoints.adapt`).
     """
 
     state_dict: dict[str, torch.Tensor]
@@ -81,6 +84,9 @@ class LoadedStateDict:
     # Which integrity checks ran (e.g. "zip CRC-32 of 7 members"), and what loading cast.
     integrity: tuple[str, ...] = ()
     cast: tuple[str, ...] = ()
+    architecture: str | None = None
+    counters: dict[str, int] = attrs.field(factory=dict)
+    adapted: tuple[str, ...] = ()
 
     @property
     def entries(self) -> int:
@@ -102,6 +108,9 @@ class LoadedStateDict:
             "other_keys": list(self.other_keys),
             "integrity": list(self.integrity),
             "cast": list(self.cast),
+            "architecture": self.architecture,
+            "counters": dict(self.counters),
+            "adapted": list(self.adapted),
         }
 
 
@@ -353,6 +362,8 @@ def unwrap_state_dict(obj: Any, source: str) -> LoadedStateDict:
         raise CheckpointError(f"{source}: the state_dict is empty")
     _check_tensors(state_dict, source)
     stripped, changed = strip_compile_prefix(state_dict, source)
+    from keisei_core.checkpoints.training_state import architecture_tag, counters
+
     return LoadedStateDict(
         state_dict=stripped,
         source=source,
@@ -360,6 +371,8 @@ def unwrap_state_dict(obj: Any, source: str) -> LoadedStateDict:
         stripped_prefix=COMPILE_PREFIX if changed else None,
         stripped_keys=changed,
         other_keys=other,
+        architecture=architecture_tag(obj) if form == FORM_WRAPPED else None,
+        counters=counters(obj) if form == FORM_WRAPPED else {},
     )
 
 
@@ -475,6 +488,8 @@ def load_into(
     *,
     source: str = "state_dict",
     allow_cast: bool = False,
+    adapt_input_channels: bool = False,
+    adaptations: list[str] | None = None,
 ) -> tuple[str, ...]:
     """Load ``state_dict`` into ``model`` (or the module behind its compile wrapper).
 
@@ -484,11 +499,22 @@ def load_into(
     mismatch cannot leave the model half loaded. A mismatch is one CheckpointError
     listing the first few missing, unexpected and mis-shaped keys with their counts.
     Returns the casts made (``key: int8 -> float32``), empty when none.
+    ``adapt_input_channels`` allows one mismatch, the stem's input channels (padded or
+    truncated, Keisei 2025's ``load_checkpoint_with_padding``); what was adapted is
+    appended to ``adaptations``.
     """
     target = unwrap_compiled(model)
     _check_tensors(state_dict, source)
     given, _ = strip_compile_prefix(state_dict, source)
     mismatch = compare_state_dict(target.state_dict(), given)
+    adapted: tuple[str, ...] = ()
+    if mismatch and adapt_input_channels:
+        from keisei_core.checkpoints.adapt import adapt_input_channels as adapt
+        from keisei_core.spaces import model_spaces
+
+        given, change = adapt(given, mismatch, model_spaces(target).observation.channels, source)
+        adapted = (change.describe(),)
+        mismatch = compare_state_dict(target.state_dict(), given)
     if mismatch:
         name = getattr(target, "keisei_model_name", None)
         subject = f"{type(target).__name__}" + (f" ('{name}')" if name else "")
@@ -497,12 +523,27 @@ def load_into(
         )
     casts = _check_values(target, given, source, allow_cast)
     target.load_state_dict(given, strict=True)
+    if adaptations is not None:
+        adaptations.extend(adapted)
     return casts
 
 
-def load_weights(model: nn.Module, path: str | Path, *, allow_cast: bool = False) -> LoadedStateDict:
+def load_weights(
+    model: nn.Module, path: str | Path, *, allow_cast: bool = False, adapt_input_channels: bool = False
+) -> LoadedStateDict:
     """Read a checkpoint file in any of the three forms and load it into ``model``; the
-    result says which integrity checks ran and what was cast."""
+    result says which integrity checks ran, what was cast and what was adapted.
+
+    A checkpoint with an architecture tag (Keisei 2026) must name one the model takes
+    (``ModelSpec.checkpoint_architectures``); see :func:`load_into` for ``adapt_input_channels``.
+    """
+    from keisei_core.checkpoints.architectures import check_architecture
+
     loaded = read_state_dict(path)
-    casts = load_into(model, loaded.state_dict, source=loaded.source, allow_cast=allow_cast)
-    return attrs.evolve(loaded, cast=casts)
+    check_architecture(model, loaded)
+    adapted: list[str] = []
+    casts = load_into(
+        model, loaded.state_dict, source=loaded.source, allow_cast=allow_cast,
+        adapt_input_channels=adapt_input_channels, adaptations=adapted,
+    )
+    return attrs.evolve(loaded, cast=casts, adapted=tuple(adapted))
