@@ -263,7 +263,8 @@ class ActorCriticMixin:
     def _policy_and_value(self, obs: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         _check_observation_type(obs)
         check_declared_input(self, obs)  # type: ignore[arg-type]
-        logits, value = self(obs)  # type: ignore[operator]
+        # Multi-head models return more outputs after the PPO pair (keisei_core.heads).
+        logits, value = self(obs)[:2]  # type: ignore[operator]
         if logits.dim() != 2 or logits.shape[0] != obs.shape[0]:
             raise InputError(
                 f"{type(self).__name__}.forward returned logits of shape {tuple(logits.shape)}, "

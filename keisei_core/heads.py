@@ -144,3 +144,26 @@ def read_outputs(model: nn.Module | Any, raw: Sequence[torch.Tensor]) -> ActorCr
 def forward_heads(model: nn.Module | Any, obs: torch.Tensor) -> ActorCriticOutput:
     """``read_outputs(model, model(obs))``."""
     return read_outputs(model, model(obs))
+
+
+def extra_head_outputs(model: nn.Module | Any, raw: Sequence[torch.Tensor]) -> dict[str, torch.Tensor]:
+    """``forward.<head>`` entries for validation: every head after the PPO pair, detached,
+    compared with the tolerance of the precision the strategy computes in (W/D/L logits and
+    the score lead are logits-like outputs of the same network)."""
+    return {f"forward.{name}": tensor.detach() for name, tensor in extra_outputs(model, raw).items()}
+
+
+def head_training_loss(model: nn.Module | Any, raw: Sequence[torch.Tensor]) -> torch.Tensor | None:
+    """A loss on every head after the PPO pair (None for scalar models): the W/D/L
+    cross-entropy against a win and the squared score lead, as Keisei 2026 trains them
+    (``wdl_cross_entropy_loss``, score MSE), with fixed targets. Contracts and validation add
+    it to their PPO-like loss so the extra heads' parameters get gradients that are checked."""
+    import torch
+
+    extra = extra_outputs(model, raw)
+    terms = []
+    if HEAD_VALUE_WDL in extra:
+        terms.append(-torch.log_softmax(extra[HEAD_VALUE_WDL].float(), dim=-1)[:, 0].mean())
+    if HEAD_SCORE in extra:
+        terms.append(extra[HEAD_SCORE].float().pow(2).mean())
+    return torch.stack(terms).sum() if terms else None

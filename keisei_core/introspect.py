@@ -1,6 +1,8 @@
 """Facts about a built model: its input/output shapes, sizes and FLOPs.
 
-The input shape comes from the module's ``observation_shape`` attribute when it has one,
+The shapes come from the spaces a model declares (``keisei_spaces``, see
+:mod:`keisei_core.spaces`) when it does; else the input shape from the module's
+``observation_shape`` attribute when it has one,
 else from the conventional option names ``input_channels`` and ``board_size``; the
 number of actions from ``num_actions`` likewise. Every bundled model follows this
 convention, and the model contract test checks it.
@@ -24,6 +26,11 @@ class ModelShapes:
 
 
 def model_shapes(model: nn.Module) -> ModelShapes:
+    from keisei_core.spaces import ModelSpaces
+
+    spaces = getattr(model, "keisei_spaces", None)
+    if isinstance(spaces, ModelSpaces):
+        return ModelShapes(spaces.observation.shape, spaces.actions.size)
     options: dict[str, Any] = getattr(model, "keisei_model_options", {}) or {}
     shape = getattr(model, "observation_shape", None)
     if shape is None:

@@ -296,7 +296,7 @@ def _num_actions(model: nn.Module, shape: tuple[int, int, int], device: str, dty
     obs = make_observations(1, shape[0], shape[1], device=device, dtype=dtype)
     with preserved_state(model), torch.no_grad():
         model.eval()
-        logits, _value = model(obs)
+        logits = model(obs)[0]
     if not isinstance(logits, torch.Tensor) or logits.dim() != 2:
         raise InputError(f"{type(model).__name__}.forward must return (logits (B, A), value (B,))")
     return int(logits.shape[1])

@@ -32,6 +32,7 @@ from torch import nn
 from keisei_core.actor_critic import masked_log_probs
 from keisei_core.compile.report import EquivalenceCheck, Tolerance
 from keisei_core.compile.wrapping import add_forward_wrapper
+from keisei_core.heads import extra_head_outputs, head_training_loss
 from keisei_core.observations import make_legal_masks, make_observations
 
 Outputs = dict[str, torch.Tensor]
@@ -121,8 +122,10 @@ def collect_outputs(model: nn.Module, data: CheckInputs, mode: str) -> Outputs:
     obs, masks = data.obs, data.masks
     out: Outputs = {}
     with _phase(model, mode):
-        logits, value = model(obs)
+        raw = model(obs)
+        logits, value = raw[:2]
         out["forward.logits"], out["forward.value"] = logits.detach(), value.detach().reshape(-1)
+        out.update(extra_head_outputs(model, raw))
         if mode == "train":
             out["forward.buffers"] = _flat([b for _, b in model.named_buffers()])
     with _phase(model, mode):
@@ -139,7 +142,9 @@ def collect_outputs(model: nn.Module, data: CheckInputs, mode: str) -> Outputs:
             params = [p for p in model.parameters() if p.requires_grad]
             for param in params:
                 param.grad = None
-            _ppo_like_loss(log_prob, entropy, value).backward()
+            loss = _ppo_like_loss(log_prob, entropy, value)
+            heads_loss = head_training_loss(model, model(obs))  # extra heads (W/D/L, score), if any
+            (loss if heads_loss is None else loss + heads_loss).backward()
             # A parameter the loss does not reach counts as a zero gradient.
             out["backward.grad"] = _flat([p.grad if p.grad is not None else torch.zeros_like(p) for p in params])
     return out
@@ -298,8 +303,7 @@ def _float32_outputs(module: nn.Module, inner: Callable[..., Any], obs: torch.Te
     # The network computes in float64; its outputs leave as float32 like the models it
     # referees, because the actor-critic masking fills illegal logits with the dtype's
     # finite minimum, which the float32 log-softmax would turn into -inf (NaN gradients).
-    logits, value = inner(obs.double())
-    return logits.float(), value.float()
+    return tuple(output.float() for output in inner(obs.double()))
 
 
 def _lazy_float64(eager: nn.Module) -> Callable[[], nn.Module]:

@@ -45,9 +45,17 @@ from torch import nn
 
 from keisei_core.actor_critic import ActorCriticProtocol
 from keisei_core.compile.policy_checks import is_quantized
+from keisei_core.heads import (
+    VALUE_WDL,
+    extra_outputs,
+    head_training_loss,
+    output_heads,
+    read_outputs,
+    scalar_value_from_wdl,
+)
 from keisei_core.introspect import model_shapes
 from keisei_core.models import resolve_options
-from keisei_core.observations import make_legal_masks, make_observations
+from keisei_core.spaces import legal_masks_for, observations_for
 from keisei_core.plugins import PluginHost
 from keisei_core.testing import cases as c
 from keisei_core.testing import strategies as ks
@@ -173,10 +181,8 @@ class ModelContract(ContractBase):
         )
 
     def fixed_batch(self, model: nn.Module, batch_size: int, seed: int) -> tuple[torch.Tensor, torch.Tensor]:
-        shapes = model_shapes(model)
-        channels, board, _ = shapes.observation
-        obs = make_observations(batch_size, channels, board, seed=seed, device=self.device)
-        return obs, make_legal_masks(batch_size, shapes.num_actions, seed=seed, device=self.device)
+        obs = observations_for(model, batch_size, seed=seed, device=self.device)
+        return obs, legal_masks_for(model, batch_size, seed=seed, device=self.device)
 
     # -- the contract ---------------------------------------------------------------------
     def test_builds_from_registry(
@@ -201,7 +207,9 @@ class ModelContract(ContractBase):
         def check(batch: tuple[torch.Tensor, torch.Tensor]) -> None:
             obs, _ = batch
             with torch.no_grad():
-                logits, value = keisei_model(obs)
+                raw = keisei_model(obs)
+            check_declared_heads(keisei_model, raw, obs.shape[0])
+            logits, value = raw[:2]
             size = obs.shape[0]
             assert tuple(logits.shape) == (size, actions), f"logits {tuple(logits.shape)}, expected {(size, actions)}"
             assert tuple(value.shape) == (size,), f"value {tuple(value.shape)}, expected ({size},)"
@@ -218,7 +226,7 @@ class ModelContract(ContractBase):
         def check(batch: tuple[torch.Tensor, torch.Tensor]) -> None:
             obs, masks = batch
             with torch.no_grad():
-                logits, _ = keisei_model(obs)
+                logits = keisei_model(obs)[0]
                 action, _, _ = keisei_model.get_action_and_value(obs, masks, deterministic=True)
                 assert bool(masks.gather(1, action.unsqueeze(1)).all()), "deterministic action is illegal"
                 best = logits.float().masked_fill(~masks, float("-inf")).max(dim=1).values
@@ -287,7 +295,8 @@ class ModelContract(ContractBase):
                 action, _, _ = model.get_action_and_value(obs, masks)
             log_prob, entropy, value = model.evaluate_actions(obs, action, masks)
             loss = -log_prob.mean() - 0.01 * entropy.mean() + 0.5 * value.float().pow(2).mean()
-            loss.backward()
+            heads_loss = head_training_loss(model, model(obs))  # W/D/L and score heads, if any
+            (loss if heads_loss is None else loss + heads_loss).backward()
         missing = [
             name
             for name, p in model.named_parameters()
@@ -373,10 +382,30 @@ class ModelContract(ContractBase):
     def _assert_same_outputs(self, expected: Model, actual: Model, what: str) -> None:
         obs, _ = self.fixed_batch(expected, self.batch_size, seed=12)
         with torch.no_grad():
-            want = expected(obs)
-            got = actual.eval()(obs)
-        for name, a, b in zip(("logits", "value"), got, want, strict=True):
-            torch.testing.assert_close(a, b, msg=f"{what}: {name} differ from the original's")
+            want = read_outputs(expected, expected(obs)).heads()
+            got = read_outputs(actual, actual.eval()(obs)).heads()
+        assert list(got) == list(want), f"{what}: heads {list(got)} differ from the original's {list(want)}"
+        for name in want:
+            torch.testing.assert_close(got[name], want[name], msg=f"{what}: {name} differ from the original's")
+
+
+def check_declared_heads(model: nn.Module, raw: Any, batch: int) -> None:
+    """``forward`` returns the PPO pair and then exactly the heads the model declares, each
+    finite and shaped as :mod:`keisei_core.heads` says; a W/D/L model's value is P(W) - P(L)."""
+    heads = output_heads(model)
+    assert isinstance(raw, tuple) and all(isinstance(t, torch.Tensor) for t in raw), (
+        "forward must return a tuple of tensors (policy_logits, value, *declared heads)"
+    )
+    extra = extra_outputs(model, raw)
+    shapes = {"value_wdl": (batch, 3), "score": (batch,)}
+    for name, tensor in extra.items():
+        assert tuple(tensor.shape) == shapes[name], f"{name} head {tuple(tensor.shape)}, expected {shapes[name]}"
+        assert bool(torch.isfinite(tensor).all()), f"non-finite {name} head"
+    if heads.value_kind == VALUE_WDL:
+        torch.testing.assert_close(
+            raw[1].reshape(-1), scalar_value_from_wdl(extra["value_wdl"]),
+            msg=lambda d: f"the value of a W/D/L model must be P(W) - P(L) of its value_wdl logits: {d}",
+        )
 
 
 def _check_policy(
@@ -418,15 +447,18 @@ def check_equivalence(
             f"'{strategy}' changed the state_dict keys, so checkpoints would not load into eager models"
         )
     shapes = model_shapes(eager)
-    channels, board, _ = shapes.observation
     for size, seed in ((batch_size, 102),):
-        obs = make_observations(size, channels, board, seed=seed, device=device)
-        masks = make_legal_masks(size, shapes.num_actions, seed=seed, device=device)
+        obs = observations_for(eager, size, seed=seed, device=device)
+        masks = legal_masks_for(eager, size, seed=seed, device=device)
         with torch.no_grad():
-            want_logits, want_value = eager(obs)
-            got_logits, got_value = model(obs)
+            want_raw, got_raw = eager(obs), model(obs)
+            want_logits, want_value = want_raw[:2]
+            got_logits, got_value = got_raw[:2]
             assert_close(got_logits, want_logits, tolerance, f"'{strategy}' policy logits (batch {size})")
             assert_close(got_value.reshape(-1), want_value, tolerance, f"'{strategy}' value (batch {size})")
+            got_heads = extra_outputs(eager, got_raw)
+            for head, want_head in extra_outputs(eager, want_raw).items():
+                assert_close(got_heads[head], want_head, tolerance, f"'{strategy}' {head} head (batch {size})")
             action, want_log_prob, _ = eager.get_action_and_value(obs, masks, deterministic=True)
             got_log_prob, _, got_value2 = model.evaluate_actions(obs, action, masks)
             assert_close(got_log_prob, want_log_prob, tolerance, f"'{strategy}' evaluate_actions log_prob (batch {size})")

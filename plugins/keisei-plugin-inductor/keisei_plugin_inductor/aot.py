@@ -119,8 +119,8 @@ def aot_forward(module: nn.Module, inner: Any, obs: torch.Tensor, *args: Any, pa
         raise InputError("an aot-inductor model takes the observations only")
     if package.stale or package.runner is None:
         package.ensure(module)
-    logits, value = package.runner(obs)
-    return logits, value
+    # (logits, value) and, for multi-head models, their extra heads (keisei_core.heads).
+    return tuple(package.runner(obs))
 
 
 def _weights_changed(module: nn.Module, _incompatible_keys: Any) -> None:

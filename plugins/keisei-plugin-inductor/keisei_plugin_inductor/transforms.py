@@ -31,12 +31,13 @@ def to_channels_last(model: nn.Module, context: StrategyContext) -> nn.Module:
 
 def autocast_forward(
     module: nn.Module, inner: Any, obs: torch.Tensor, *args: Any, dtype: str, **kwargs: Any
-) -> tuple[torch.Tensor, torch.Tensor]:
+) -> tuple[torch.Tensor, ...]:
     # Outputs go back to the observation dtype: callers (PPO losses, the report) see the
     # model's own dtype whatever it computed in.
     with torch.autocast(device_type=obs.device.type, dtype=getattr(torch, dtype)):
-        logits, value = inner(obs, *args, **kwargs)
-    return logits.to(obs.dtype), value.to(obs.dtype)
+        outputs = inner(obs, *args, **kwargs)
+    # Every output: (logits, value) and a multi-head model's extra heads (keisei_core.heads).
+    return tuple(output.to(obs.dtype) for output in outputs)
 
 
 def autocast(model: nn.Module, context: StrategyContext, dtype: str) -> nn.Module:

@@ -46,6 +46,13 @@ CACHE_SUBDIR = "onnxruntime"
 EXPORT_BATCH = 2
 
 
+def output_names(model: nn.Module) -> list[str]:
+    """``logits``, ``value`` and a multi-head model's extra heads (``value_wdl``, ``score``)."""
+    from keisei_core.heads import output_heads
+
+    return [*OUTPUT_NAMES, *output_heads(model).extra]
+
+
 def weights_digest(model: nn.Module) -> str:
     """SHA-256 over every state_dict entry's name, dtype, shape and bytes."""
     digest = hashlib.sha256()
@@ -137,7 +144,7 @@ def export_to_onnx(model: nn.Module, example_obs: torch.Tensor, label: str) -> t
                 model,
                 (example_obs,),
                 input_names=[INPUT_NAME],
-                output_names=list(OUTPUT_NAMES),
+                output_names=output_names(model),
                 dynamic_shapes=({0: batch},),
                 dynamo=True,
                 external_data=False,

@@ -70,7 +70,7 @@ class OnnxForward:
         self._digest_weights = digest_weights
         self._fingerprint: Fingerprint | None = weights_fingerprint(model)
 
-    def __call__(self, obs: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    def __call__(self, obs: torch.Tensor) -> tuple[torch.Tensor, ...]:
         model = self._model()
         if model is None:  # pragma: no cover - the module owns this object
             raise RuntimeError("the module of this ONNX forward no longer exists")
@@ -83,8 +83,8 @@ class OnnxForward:
         self._check_weights(model)
         self._check_input(obs)
         array = obs.detach().contiguous().numpy()
-        logits, value = self.session.run(None, {INPUT_NAME: array})
-        return torch.from_numpy(logits), torch.from_numpy(value)
+        # (logits, value) and, for multi-head models, their extra heads (keisei_core.heads).
+        return tuple(torch.from_numpy(output) for output in self.session.run(None, {INPUT_NAME: array}))
 
     def _check_weights(self, model: nn.Module) -> None:
         current = weights_fingerprint(model)
