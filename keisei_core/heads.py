@@ -26,7 +26,7 @@ Importing this module never imports torch.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from typing import TYPE_CHECKING, Any
 
 import attrs
@@ -46,6 +46,10 @@ VALUE_SCALAR = "scalar"
 VALUE_WDL = "wdl"
 
 
+def _head_names(values: Iterable[str]) -> tuple[str, ...]:
+    return tuple(values)
+
+
 def _known_heads(_instance: Any, _attribute: Any, value: tuple[str, ...]) -> None:
     unknown = [h for h in value if h not in KNOWN_HEADS]
     if unknown or len(set(value)) != len(value):
@@ -56,7 +60,7 @@ def _known_heads(_instance: Any, _attribute: Any, value: tuple[str, ...]) -> Non
 class OutputHeads:
     """What a model's ``forward`` returns after ``(policy_logits, value)``, in order."""
 
-    extra: tuple[str, ...] = attrs.field(default=(), converter=tuple, validator=_known_heads)
+    extra: tuple[str, ...] = attrs.field(default=(), converter=_head_names, validator=_known_heads)
 
     @property
     def value_kind(self) -> str:

@@ -7,6 +7,7 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from keisei_core.errors import InputError
 from keisei_core.heads import (
     SCALAR_HEADS,
     WDL_SCORE_HEADS,
@@ -15,7 +16,6 @@ from keisei_core.heads import (
     read_outputs,
     scalar_value_from_wdl,
 )
-from keisei_core.errors import InputError
 from keisei_core.observations import make_legal_masks, make_observations
 from keisei_core.spaces import (
     KEISEI_2025,

@@ -55,8 +55,8 @@ from keisei_core.heads import (
 )
 from keisei_core.introspect import model_shapes
 from keisei_core.models import resolve_options
-from keisei_core.spaces import legal_masks_for, observations_for
 from keisei_core.plugins import PluginHost
+from keisei_core.spaces import legal_masks_for, observations_for
 from keisei_core.testing import cases as c
 from keisei_core.testing import strategies as ks
 from keisei_core.testing.base import ContractBase

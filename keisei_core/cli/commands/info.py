@@ -51,8 +51,8 @@ def model_options_from_overrides(items: list[str]) -> dict[str, Any]:
 def describe_model(ctx: CliContext) -> dict[str, Any]:
     from keisei_core.heads import output_heads
     from keisei_core.introspect import count_parameters, flops_per_sample, model_shapes
-    from keisei_core.spaces import model_spaces
     from keisei_core.models import build_from_spec, options_as_dict, resolve_options
+    from keisei_core.spaces import model_spaces
 
     host = ctx.host()
     adapt = bool(getattr(ctx.args, "adapt_input_channels", False))

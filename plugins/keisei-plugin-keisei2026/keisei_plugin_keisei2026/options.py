@@ -52,6 +52,10 @@ class ResNetOptions:
     num_layers: int = attrs.field(default=4, validator=[attrs.validators.ge(0), attrs.validators.le(256)])
 
 
+def _sizes(values: Any) -> tuple[int, ...]:
+    return tuple(values)
+
+
 def _positive_sizes(_instance: Any, attribute: attrs.Attribute[Any], value: tuple[int, ...]) -> None:
     if not value or any(not isinstance(s, int) or s < 1 or s > 65536 for s in value):
         raise ValueError(f"'{attribute.name}' must be a non-empty list of sizes in [1, 65536], got {list(value)}")
@@ -62,7 +66,7 @@ class MLPOptions:
     """MLP (``mlp``): Linear -> LayerNorm -> ReLU per hidden size."""
 
     input_channels: int = attrs.field(default=50, validator=_CHANNELS)
-    hidden_sizes: tuple[int, ...] = attrs.field(default=(512, 256), converter=tuple, validator=_positive_sizes)
+    hidden_sizes: tuple[int, ...] = attrs.field(default=(512, 256), converter=_sizes, validator=_positive_sizes)
 
 
 @attrs.frozen

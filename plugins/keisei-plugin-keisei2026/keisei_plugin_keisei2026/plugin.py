@@ -16,7 +16,12 @@ import attrs
 
 from keisei_core.hookspecs import hookimpl
 from keisei_core.specs import ModelSpec
-from keisei_plugin_keisei2026.options import MLPOptions, ResNetOptions, SEResNetOptions, TransformerOptions
+from keisei_plugin_keisei2026.options import (
+    MLPOptions,
+    ResNetOptions,
+    SEResNetOptions,
+    TransformerOptions,
+)
 
 if TYPE_CHECKING:
     from torch import nn

@@ -46,7 +46,7 @@ def test_inductor_model_acts_like_eager_on_fresh_inputs(inductor_compiled: tuple
         got = read_outputs(eager, compiled.eval()(obs)).heads()
         for name in want:
             torch.testing.assert_close(got[name], want[name], rtol=1e-4, atol=1e-4)
-        action, log_prob, value = compiled.get_action_and_value(obs, masks, deterministic=True)
+        action, _log_prob, value = compiled.get_action_and_value(obs, masks, deterministic=True)
     assert bool(masks.gather(1, action[:, None]).all())
     torch.testing.assert_close(value, want["value"], rtol=1e-4, atol=1e-4)
 
@@ -56,7 +56,7 @@ def test_transforms_validate_every_head(build: Callable[..., Any], strategy: str
     eager = build("keisei2026-se-resnet-tiny").eval()
     _, report = compile_model(eager, strategy, batch_sizes=(2,), fallback=False)
     assert report.status == "compiled", report.reason
-    assert HEADS <= {c.output for c in report.checks if c.method == "forward"}
+    assert {c.output for c in report.checks if c.method == "forward"} >= HEADS
 
 
 def test_fused_se_finds_no_unit_in_the_2026_block(build: Callable[..., Any]) -> None:

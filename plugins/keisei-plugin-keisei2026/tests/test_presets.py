@@ -11,10 +11,10 @@ from typing import Any
 
 import pytest
 import torch
+from keisei_plugin_keisei2026.plugin import PRESETS
 
 from keisei_core.heads import SCALAR_HEADS, WDL_SCORE_HEADS, output_heads
 from keisei_core.spaces import KEISEI_2026, model_spaces
-from keisei_plugin_keisei2026.plugin import PRESETS
 
 DATA = Path(__file__).parent / "data"
 LISTED = sorted(p.name.split(".upstream")[0] for p in DATA.glob("*.upstream.state_dict.txt"))

@@ -16,10 +16,10 @@ from typing import Any
 
 import pytest
 import torch
+from keisei_plugin_keisei2026.plugin import UPSTREAM_COMMIT
 
 from keisei_core.checkpoints import load_weights, read_state_dict
 from keisei_core.heads import read_outputs, scalar_value_from_wdl
-from keisei_plugin_keisei2026.plugin import UPSTREAM_COMMIT
 
 from .conftest import ARCHITECTURES
 

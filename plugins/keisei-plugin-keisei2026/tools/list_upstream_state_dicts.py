@@ -12,7 +12,6 @@ import sys
 from pathlib import Path
 
 import torch
-
 from keisei.training.models.mlp import MLPModel, MLPParams
 from keisei.training.models.resnet import ResNetModel, ResNetParams
 from keisei.training.models.se_resnet import SEResNetModel, SEResNetParams

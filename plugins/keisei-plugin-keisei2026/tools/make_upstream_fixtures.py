@@ -21,7 +21,6 @@ import sys
 from pathlib import Path
 
 import torch
-
 from keisei.training.checkpoint import save_checkpoint
 from keisei.training.models.mlp import MLPModel, MLPParams
 from keisei.training.models.resnet import ResNetModel, ResNetParams
