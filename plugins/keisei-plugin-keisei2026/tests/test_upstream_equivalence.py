@@ -21,7 +21,7 @@ from keisei_plugin_keisei2026.plugin import UPSTREAM_COMMIT
 from keisei_core.checkpoints import load_weights, read_state_dict
 from keisei_core.heads import read_outputs, scalar_value_from_wdl
 
-from .conftest import ARCHITECTURES
+ARCHITECTURES = ("se_resnet", "resnet", "mlp", "transformer")
 
 NAMES = {
     "se_resnet": "keisei2026-se-resnet-tiny",
