@@ -130,8 +130,9 @@ def policy_metrics(
 
     obs, masks = data.obs, data.masks
     with torch.no_grad():
-        eager_logits, eager_value = eager(obs)
-        logits, value = candidate(obs)
+        # The PPO pair; multi-head models return their extra heads after it (keisei_core.heads).
+        eager_logits, eager_value = eager(obs)[:2]
+        logits, value = candidate(obs)[:2]
         kl = masked_kl(eager_logits, logits, masks)
         _, eager_lp = masked_log_probs(eager_logits.double(), masks)
         picked, _, _ = candidate.get_action_and_value(obs, masks, deterministic=True)  # type: ignore[operator]
