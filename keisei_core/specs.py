@@ -137,6 +137,15 @@ class StrategySpec:
     ``precision`` names the dtype the strategy computes in when it lowers precision, so
     validation uses that dtype's tolerance; a quantized precision (``"int8"``) selects the
     policy-level validation and its thresholds instead.
+
+    ``frozen_weights``: the compiled code holds its own copy of the weights (constants
+    folded into generated code, an exported package or session), so it cannot follow a
+    change made to the parameters in place (an optimizer step). It must still follow
+    ``load_state_dict`` -- by rebuilding for the new weights or by refusing to run with
+    them (a :class:`~keisei_core.errors.KeiseiError` on the next call) -- and
+    ``compile_model`` checks that it does. Strategies that leave this False must follow
+    in-place changes too (checked the same way); training strategies are checked after
+    one optimizer step.
     """
 
     name: str = attrs.field(validator=_valid_name("strategy"))
@@ -153,6 +162,7 @@ class StrategySpec:
     precision: str | None = attrs.field(
         default=None, validator=attrs.validators.optional(attrs.validators.in_(sorted(PRECISIONS)))
     )
+    frozen_weights: bool = False
 
 
 @attrs.frozen

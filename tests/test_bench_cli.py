@@ -88,10 +88,26 @@ def test_wandb_disabled_never_imports_wandb(
 def test_bench_user_errors_are_one_line(
     tmp_path: Path, config_file: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.chdir(tmp_path)
-    assert main(["bench", "--wandb", "disabled"]) == 2
-    assert "configs/quickstart.toml does not exist" in capsys.readouterr().err
+    monkeypatch.chdir(tmp_path)  # no configs/ here: the packaged quickstart is the default
+    assert main(["bench", "--wandb", "disabled", "--set", "probes=['latncy']"]) == 2
+    err = capsys.readouterr().err
+    assert "latncy" in err and err.count("\n") == 1
     assert main(["bench", str(config_file), "--wandb", "disabled", "--set", "probes=['latncy']"]) == 2
     err = capsys.readouterr().err
     assert "latncy" in err and "latency" in err and err.count("\n") == 1
     assert not (tmp_path / "results").exists()
+
+
+def test_the_default_config_ships_in_the_package_and_is_the_repository_one(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from keisei_core.cli.commands.bench import _config_path, packaged_config
+
+    repository = Path(__file__).resolve().parents[1] / "configs" / "quickstart.toml"
+    assert packaged_config().is_file() and repository.resolve() == packaged_config()
+    monkeypatch.chdir(tmp_path)
+    assert Path(_config_path(None)) == packaged_config()
+    from keisei_core.config import load_experiment
+
+    config = load_experiment(_config_path(None), [])
+    assert config.output_dir == "results" and "auto" in config.strategies

@@ -185,8 +185,12 @@ def test_results_file_schema_and_manifest(tmp_path: Path, host: PluginHost, plug
                     "samples", "iqr_ratio"):
             assert key in stats
         assert stats["n"] == len(stats["samples"])
-    copy_cell = next(c for c in data["cells"] if c["strategy"] == "copy")
-    assert copy_cell["compile_report"]["status"] == "compiled"
+    copy_cells = [c for c in data["cells"] if c["strategy"] == "copy"]
+    assert copy_cells[0]["compile_report"]["status"] == "compiled"
+    for cell in copy_cells:  # compile_model's paired speed check, at the cell's own batch size
+        check = cell["speed_check"]
+        assert check["batch_size"] == cell["batch_size"] and check["verdict"] in ("faster", "slower", "same")
+        assert check["speedup"] > 0 and check["samples"] >= 3
     again = load_results(tmp_path / "out" / "results.json")
     assert [c.key for c in again.cells] == [
         ("tiny", s, "throughput", b) for s in ("eager", "copy") for b in (1, 4)

@@ -134,7 +134,12 @@ def test_state_dict_keys_are_eager_keys_and_weights_load_both_ways(compiled_tiny
 def test_report_records_every_check_and_serialises(compiled_tiny: Any) -> None:
     _model, _compiled, report, _backend = compiled_tiny
     assert report.modes == ("eval", "train")
-    assert report.batch_sizes == (1, 4, 32)
+    assert report.batch_sizes == (1, 4, 32, 3, 33)  # declared, then the off-bucket sizes
+    assert report.declared_batch_sizes == (1, 4, 32)
+    assert [s.batch_size for s in report.speeds] == [1, 4, 32]
+    assert report.sampling is not None and report.sampling.passed and report.sampling.draws >= 512
+    assert [w.how for w in report.weights] == ["load_state_dict", "in-place", "optimizer-step", "restore"]
+    assert all(w.passed and w.outcome == "followed" for w in report.weights)
     outputs = {(c.mode, c.method, c.output) for c in report.checks}
     for mode in ("eval", "train"):
         for method, output in [
@@ -144,7 +149,7 @@ def test_report_records_every_check_and_serialises(compiled_tiny: Any) -> None:
         ]:
             assert (mode, method, output) in outputs
     assert ("train", "forward", "buffers") in outputs and ("train", "backward", "grad") in outputs
-    assert {c.batch_size for c in report.checks} == {1, 4, 32}
+    assert {c.batch_size for c in report.checks} == {1, 3, 4, 32, 33}
     assert all(c.passed and c.dtype == "float32" for c in report.checks)
     assert report.compile_seconds is not None and report.compile_seconds > 0
     assert report.graphs >= 1 and report.recompiles == report.graphs - 1
@@ -284,7 +289,8 @@ def test_speed_guard_falls_back_when_not_faster() -> None:
     assert compiled is model and report.status == "fallback"
     assert report.speed is not None and report.speed.batch_size == 4 and report.speed.samples >= 5
     assert report.speed.compiled_ms > report.speed.eager_ms and report.speed.speedup < 1
-    assert (report.reason or "").startswith("not faster than eager at batch 4")
+    assert [s.batch_size for s in report.speeds] == [1, 4]  # every declared size is timed
+    assert (report.reason or "").startswith("not faster than eager at batch 1")
     with pytest.raises(KeiseiError, match="guard must be"):
         compile_model(model, wrapper_strategy("slow", _slow), guard="fastest")
 

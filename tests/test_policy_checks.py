@@ -76,13 +76,13 @@ def test_int8_precision_selects_the_policy_checks(model: nn.Module) -> None:
     assert report.checks == () and report.tolerance is None and report.precision == "int8"
     assert report.policy_thresholds == INT8
     assert [(c.batch_size, c.metric) for c in report.policy_checks] == [
-        (b, m) for b in (1, 8, 64) for m in ("kl", "top1", "value", "legal")
+        (b, m) for b in (1, 8, 64, 3, 33) for m in ("kl", "top1", "value", "legal")  # + off-bucket sizes
     ]
     assert all(c.passed for c in report.policy_checks)
-    assert "12/12 policy checks passed" in report.summary()
+    assert "20/20 policy checks passed" in report.summary()
     assert result is not model
     data = report.to_dict()
-    assert data["policy_thresholds"]["kl"] == INT8.kl and len(data["policy_checks"]) == 12
+    assert data["policy_thresholds"]["kl"] == INT8.kl and len(data["policy_checks"]) == 20
 
 
 def test_a_coarse_grid_misses_the_thresholds_and_falls_back(model: nn.Module) -> None:
@@ -94,7 +94,7 @@ def test_a_coarse_grid_misses_the_thresholds_and_falls_back(model: nn.Module) ->
 
 
 def test_a_value_offset_is_caught_by_the_value_check(model: nn.Module) -> None:
-    _, report = compile_model(model, _fake_int8(step=1e-3, value_shift=0.2), batch_sizes=(8,))
+    _, report = compile_model(model, _fake_int8(step=1e-3, value_shift=0.2), batch_sizes=(8,), extra_batch_sizes=())
     assert report.status == "fallback"
     assert [c.metric for c in report.policy_checks if not c.passed] == ["value"]
     assert "largest value error at batch 8 (eval): 0.2 > 0.05" in (report.reason or "")
@@ -171,7 +171,7 @@ def test_kl_is_zero_for_a_shifted_policy_and_positive_otherwise(batch: int, seed
 def test_keisei_validate_prints_the_policy_checks(model: nn.Module) -> None:
     from keisei_core.cli.commands.validate import render_report
 
-    _, report = compile_model(model, _fake_int8(step=1e-3, value_shift=0.2), batch_sizes=(8,))
+    _, report = compile_model(model, _fake_int8(step=1e-3, value_shift=0.2), batch_sizes=(8,), extra_batch_sizes=())
     text = render_report(report)
     assert "policy metric" in text and "3/4 policy checks passed" in text
     value_row = next(line for line in text.splitlines() if line.split()[1:2] == ["value"])

@@ -341,7 +341,13 @@ class BenchEngine:
             dtype=config.dtype,
             status="ok",
             compile_report=group.report,
+            speed_check=speed_check_at(group.report, batch_size),
         )
+        if cell.speed_check is not None and cell.speed_check.get("verdict") == "slower":
+            cell.warnings.append(
+                f"compile_model's speed check: {group.strategy} is slower than eager at batch {batch_size} "
+                f"({cell.speed_check.get('speedup')}x)"
+            )
         if group.status != "ok":
             cell.status, cell.reason = group.status, group.reason
             return cell
@@ -402,6 +408,14 @@ class BenchEngine:
         text = "".join(traceback.format_exception(type(exc), exc, exc.__traceback__))
         with contextlib.suppress(OSError), log.open("a", encoding="utf-8") as handle:
             handle.write(f"== {now_iso()} {where}\n{text}\n")
+
+
+def speed_check_at(report: dict[str, Any] | None, batch_size: int) -> dict[str, Any] | None:
+    """The compile report's speed check at ``batch_size`` (eager vs the strategy, paired)."""
+    for entry in (report or {}).get("speeds") or []:
+        if isinstance(entry, dict) and entry.get("batch_size") == batch_size:
+            return entry
+    return None
 
 
 def _torch_dtype(name: str) -> Any:

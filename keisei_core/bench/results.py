@@ -18,8 +18,10 @@ Schema (``schema_version`` 1)::
          "statistics": {median, q1, q3, p10, p90, mean, std, n, outliers_low/high,
                         minimum, maximum, iqr, iqr_ratio, noisy, warmup_samples,
                         calls_per_sample, stop_reason, unit, samples: [...]} | null,
-         "extra": {...}, "compile_report": {...} | null, "warnings": [...],
-         "duration_seconds"}
+         "extra": {...}, "compile_report": {...} | null,
+         "speed_check": {batch_size, speedup, verdict, eager_ms, compiled_ms, ratio_q1,
+                         ratio_q3, ...} | null  (compile_model's speed check at the
+                         cell's batch size), "warnings": [...], "duration_seconds"}
       ]
     }
 
@@ -113,6 +115,7 @@ class CellRecord:
     compile_report: dict[str, Any] | None = None
     warnings: list[str] = attrs.field(factory=list)
     duration_seconds: float = 0.0
+    speed_check: dict[str, Any] | None = None
 
     @property
     def key(self) -> tuple[str, str, str, int]:
@@ -147,6 +150,7 @@ class CellRecord:
             "statistics": result["statistics"] if result else None,
             "extra": result["extra"] if result else {},
             "compile_report": self.compile_report,
+            "speed_check": self.speed_check,
             "warnings": list(self.warnings),
             "duration_seconds": self.duration_seconds,
         }
@@ -171,6 +175,7 @@ class CellRecord:
             compile_report=data.get("compile_report"),
             warnings=list(data.get("warnings") or []),
             duration_seconds=float(data.get("duration_seconds") or 0.0),
+            speed_check=data.get("speed_check"),
         )
 
 

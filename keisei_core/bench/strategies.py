@@ -21,6 +21,8 @@ import attrs
 
 from keisei_core.specs import StrategyContext, StrategySpec
 
+AUTO = "auto"  # compile_model's tuner (keisei_core.compile.auto), not a registered strategy
+
 if TYPE_CHECKING:
     import torch
     from torch import nn
@@ -46,6 +48,10 @@ def strategy_parts(name: str) -> list[str]:
 
 def check_support(host: PluginHost, name: str, *, device: str, dtype: str, training: bool) -> list[StrategySpec]:
     """The specs of a (possibly composed) strategy; raises StrategyUnsupported with a reason."""
+    if name.strip() == AUTO:
+        if training:
+            raise StrategyUnsupported("strategy 'auto' tunes acting (inference); training cells run eager")
+        return []
     specs = [host.strategies.get(part) for part in strategy_parts(name)]
     for spec in specs:
         if device not in spec.devices:
@@ -60,6 +66,8 @@ def check_support(host: PluginHost, name: str, *, device: str, dtype: str, train
 def check_composition(host: PluginHost, name: str) -> None:
     """Raise the compile layer's one-line CompositionError for a name that breaks the
     composition rules (e.g. two compilers), so a bad matrix fails before it starts."""
+    if name.strip() == AUTO:
+        return
     module = _compile_module()
     if module is not None and hasattr(module, "parse_composition"):
         module.parse_composition(name, host.strategies)

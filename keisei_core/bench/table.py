@@ -128,8 +128,29 @@ def format_header(results: Results) -> str:
         f"run {run.get('name')} ({run.get('status')}): {m.get('device')} {cpu}, "
         f"{m.get('threads')} threads, torch {m.get('torch')}, python {m.get('python')}"
     )
+    lines = [text, *auto_choices(results)]
     busy = busy_warning(m)
-    return f"{text}\n{busy}" if busy else text
+    if busy:
+        lines.append(busy)
+    return "\n".join(lines)
+
+
+def auto_choices(results: Results) -> list[str]:
+    """One line per model benchmarked with ``auto``: what it chose per batch size, and how fast."""
+    lines = []
+    seen: set[str] = set()
+    for cell in results.cells:
+        report = cell.compile_report or {}
+        choices = (report.get("auto") or {}).get("choices") if cell.strategy == "auto" else None
+        if not choices or cell.model_label in seen:
+            continue
+        seen.add(cell.model_label)
+        picked = ", ".join(
+            f"batch {c.get('batch_size')}: {c.get('strategy')} ({float(c.get('speedup') or 0):.2f}x eager)" for c in choices
+        )
+        reused = " (cached decision)" if (report.get("auto") or {}).get("reused") else ""
+        lines.append(f"fastest validated for {cell.model_label} (auto){reused}: {picked}")
+    return lines
 
 
 def busy_warning(manifest: dict[str, object]) -> str | None:

@@ -18,6 +18,8 @@ from keisei_core.registry import Registry
 from keisei_core.specs import DEVICES, DTYPES, StrategySpec
 from keisei_core.suggest import unknown_name_message
 
+AUTO = "auto"
+
 
 class CompositionError(KeiseiError, ValueError):
     """A composed strategy name that breaks the composition rules."""
@@ -48,6 +50,11 @@ class Composition:
     @property
     def training(self) -> bool:
         return all(p.training for p in self.parts)
+
+    @property
+    def frozen_weights(self) -> bool:
+        """A part holds its own copy of the weights (see ``StrategySpec.frozen_weights``)."""
+        return any(p.frozen_weights for p in self.parts)
 
     @property
     def precision(self) -> str | None:
@@ -100,6 +107,10 @@ def build_composition(specs: Sequence[StrategySpec], *, label: str | None = None
     label = label or "+".join(s.name for s in specs)
     if not specs:
         raise CompositionError("a composition needs at least one strategy")
+    if len(specs) > 1 and any(s.name == AUTO for s in specs):
+        raise CompositionError(
+            f"strategy '{label}': 'auto' chooses whole compositions itself and cannot be composed"
+        )
     seen: set[str] = set()
     for spec in specs:
         if spec.name in seen:

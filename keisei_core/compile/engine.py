@@ -10,9 +10,10 @@ from typing import Any
 import torch
 from torch import nn
 
-from keisei_core.compile.composition import Composition, build_composition, parse_composition
+from keisei_core.compile.composition import AUTO, Composition, build_composition, parse_composition
 from keisei_core.compile.counters import CounterSnapshot, warm_from_cache
 from keisei_core.compile.equivalence import (
+    CheckInputs,
     has_active_dropout,
     make_check_inputs,
     preserved_state,
@@ -30,10 +31,14 @@ from keisei_core.compile.report import (
     CompileFailedError,
     CompileReport,
     EquivalenceCheck,
+    SamplingCheck,
     SpeedCheck,
+    WeightsCheck,
 )
+from keisei_core.compile.sampling import DEFAULT_DRAWS, check_sampling
 from keisei_core.compile.speed import compare_speed
 from keisei_core.compile.tolerances import Tolerances, resolve_tolerance
+from keisei_core.compile.weights import check_weight_updates
 from keisei_core.errors import InputError, KeiseiError
 from keisei_core.introspect import model_shapes
 from keisei_core.observations import make_observations
@@ -43,6 +48,13 @@ DEFAULT_BATCH_SIZES: tuple[int, ...] = (1, 8, 64)
 """Batch 1 (rollouts), 8 and 64 (PPO minibatches): one batch size in each of the
 shape buckets compilers specialise on (1, 2-15, 16+), so every compiled graph the model
 will use is validated, not only the first."""
+
+OFF_BUCKET_BATCH_SIZES: tuple[int, ...] = (3, 33)
+"""Validated besides the declared sizes: odd sizes, no power of two, in the 2-15 and 16+
+buckets, so a strategy that is right only at the sizes it was told about is caught."""
+
+SPEED_SECONDS = 1.0
+"""Default time budget of the speed check per declared batch size (at least 3 pairs)."""
 
 GUARDS = (None, "faster")
 
@@ -114,6 +126,9 @@ def compile_model(
     host: Any = None,
     seed: int = 0,
     guard_seconds: float = 4.0,
+    speed_seconds: float = SPEED_SECONDS,
+    extra_batch_sizes: Sequence[int] = OFF_BUCKET_BATCH_SIZES,
+    sampling_draws: int = DEFAULT_DRAWS,
     policy_thresholds: PolicyThresholds | None = None,
 ) -> tuple[nn.Module, CompileReport]:
     """Apply ``strategy`` to a private copy of ``model`` and validate it against eager.
@@ -132,13 +147,38 @@ def compile_model(
     strategies (exporters trace with it). ``tolerances``: one :class:`Tolerance` or a
     mapping dtype -> Tolerance (see :mod:`keisei_core.compile.tolerances`). Quantized
     strategies (``precision="int8"``) are judged by policy-level checks instead
-    (:mod:`keisei_core.compile.policy_checks`; ``policy_thresholds`` overrides the default).
+    (:mod:`keisei_core.compile.policy_checks`; ``policy_thresholds`` overrides the default);
+    the sampling and weight-update checks below need a tolerance and do not run for them.
+
+    ``batch_sizes`` are the sizes the model will run at (declared); validation also runs
+    at ``extra_batch_sizes`` (off-bucket sizes). Besides the output comparisons, the
+    stochastic path is sampled (``sampling_draws`` draws, :mod:`keisei_core.compile.sampling`),
+    new weights are loaded and stepped (:mod:`keisei_core.compile.weights`), and eager
+    and compiled are timed at each declared size for ``speed_seconds`` (``guard_seconds``
+    with ``guard="faster"``, where "not faster" at any declared size means fallback;
+    ``speed_seconds=0`` without a guard skips timing).
+
+    ``strategy="auto"`` tunes instead: see :func:`keisei_core.compile.auto.compile_auto`.
     """
+    if _is_auto(strategy):
+        from keisei_core.compile.auto import compile_auto
+
+        return compile_auto(
+            model, batch_sizes=batch_sizes, example_obs=example_obs, device=device, dtype=dtype,
+            tolerances=tolerances, host=host, seed=seed, extra_batch_sizes=extra_batch_sizes,
+            sampling_draws=sampling_draws, speed_seconds=speed_seconds,
+        )
     started = time.perf_counter()
     composition = resolve_strategy(strategy, host)
     if guard not in GUARDS:
         raise InputError(f"guard must be None or 'faster', got {guard!r}")
-    sizes = _check_batch_sizes(batch_sizes)
+    if not speed_seconds >= 0 or not guard_seconds >= 0:
+        raise InputError(f"speed_seconds and guard_seconds must be >= 0, got {speed_seconds} and {guard_seconds}")
+    if isinstance(sampling_draws, bool) or not isinstance(sampling_draws, int) or sampling_draws < 1:
+        raise InputError(f"sampling_draws must be an integer >= 1, got {sampling_draws!r}")
+    declared = _check_batch_sizes(batch_sizes)
+    extras = off_bucket_sizes(declared, _check_batch_sizes(extra_batch_sizes) if tuple(extra_batch_sizes) else ())
+    sizes = (*declared, *extras)
     own_device, own_dtype = _model_place(model)
     device = device or own_device
     dtype = dtype or own_dtype
@@ -157,8 +197,10 @@ def compile_model(
         "dtype": dtype,
         "precision": precision,
         "batch_sizes": sizes,
+        "declared_batch_sizes": declared,
         "tolerance": tolerance,
         "torch_version": torch.__version__,
+        "frozen_weights": composition.frozen_weights,
     }
     if quantized:
         base["policy_thresholds"] = resolve_policy_thresholds(precision, policy_thresholds)
@@ -188,7 +230,7 @@ def compile_model(
         device=device,
         dtype=dtype,
         example_obs=example_obs if example_obs is not None else inputs[-1].obs,
-        batch_sizes=sizes,
+        batch_sizes=declared,
         training="train" in modes,
         model_name=base["model"],
         model_options=base["model_options"],
@@ -203,7 +245,11 @@ def compile_model(
     graphs_first = 0
     checks: list[EquivalenceCheck] = []
     policy: list[PolicyCheck] = []
-    speed: SpeedCheck | None = None
+    speeds: list[SpeedCheck] = []
+    sampling: SamplingCheck | None = None
+    weights: list[WeightsCheck] = []
+    speed_total: float | None = None
+    stages: dict[str, float] = {}
     candidate: nn.Module | None = None
     failure: str | None = None
     try:
@@ -225,6 +271,7 @@ def compile_model(
 
         stage = "validation"
         validation_start = time.perf_counter()
+        eager_logits: dict[int, torch.Tensor] = {}
         if quantized:
             policy = run_policy_checks(
                 eager, candidate, inputs, precision=precision, thresholds=base["policy_thresholds"], seed=seed
@@ -233,25 +280,62 @@ def compile_model(
             assert tolerance is not None
             checks = run_checks(
                 eager, candidate, inputs, modes=modes, precision=precision, tolerance=tolerance,
-                referee=precision == dtype,
+                referee=precision == dtype, eager_logits=eager_logits,
             )
-        validation_seconds = time.perf_counter() - validation_start
+        stages["outputs"] = time.perf_counter() - validation_start
         bad = [c for c in checks if not c.passed]
         if bad:
+            validation_seconds = time.perf_counter() - validation_start
             raise _Failure(f"{len(bad)} of {len(checks)} checks differ from eager; first: {bad[0].describe()}")
         missed = [c for c in policy if not c.passed]
         if missed:
+            validation_seconds = time.perf_counter() - validation_start
             raise _Failure(
                 f"{len(missed)} of {len(policy)} policy checks miss the {precision} thresholds; first: {missed[0].describe()}"
             )
-        if guard == "faster":
+        if tolerance is not None:
+            stage = "sampling"
+            accepted = [c.max_abs_diff for c in checks if c.mode == "eval" and c.output == "log_prob"]
+            sampling = check_sampling(
+                candidate, inputs, eager_logits, tolerance=tolerance, seed=seed, draws=sampling_draws,
+                log_prob_slack=2 * max(accepted, default=0.0),
+            )
+        validation_seconds = time.perf_counter() - validation_start
+        stages["sampling"] = validation_seconds - stages["outputs"]
+        if sampling is not None and not sampling.passed:
+            raise _Failure(sampling.describe())
+        budget = guard_seconds if guard == "faster" else speed_seconds
+        if budget > 0:
             stage = "timing"
-            speed = compare_speed(eager, candidate, inputs[-1].obs, budget_seconds=guard_seconds)
-            if not speed.faster:
+            speed_start = time.perf_counter()
+            by_size = {d.batch_size: d for d in inputs}
+            for size in declared:
+                speeds.append(compare_speed(
+                    eager, candidate, by_size[size].obs, budget_seconds=budget,
+                    min_samples=5 if guard == "faster" else 3, warmup_calls=2 if guard == "faster" else 1,
+                ))
+            speed_total = stages["speed"] = time.perf_counter() - speed_start
+            slow = [s for s in speeds if not s.faster]
+            if guard == "faster" and slow:
+                s = slow[0]
                 raise _Failure(
-                    f"not faster than eager at batch {speed.batch_size}: "
-                    f"{speed.compiled_ms:.3g} ms vs eager {speed.eager_ms:.3g} ms (median of {speed.samples})"
+                    f"not faster than eager at batch {s.batch_size}: "
+                    f"{s.compiled_ms:.3g} ms vs eager {s.eager_ms:.3g} ms (median of {s.samples})"
                 )
+        if tolerance is not None:
+            stage = "the weight-update check"
+            weights_start = time.perf_counter()
+            weights = check_weight_updates(
+                eager, candidate, _weights_input(inputs), tolerance=tolerance,
+                frozen=composition.frozen_weights, training="train" in modes, seed=seed,
+                slack=2 * max((c.max_abs_diff for c in checks if c.mode == "eval" and c.method == "forward"),
+                              default=0.0),
+            )
+            stages["weights"] = time.perf_counter() - weights_start
+            validation_seconds += stages["weights"]
+        stale = [w for w in weights if not w.passed]
+        if stale:
+            raise _Failure(stale[0].describe())
     except _Failure as exc:
         failure = str(exc)
     except KeiseiError as exc:
@@ -278,7 +362,12 @@ def compile_model(
         recompiles=max(0, graphs - max(graphs_first, 1)),
         checks=tuple(checks),
         policy_checks=tuple(policy),
-        speed=speed,
+        speed=max(speeds, key=lambda s: s.batch_size) if speeds else None,
+        speeds=tuple(speeds),
+        sampling=sampling,
+        weights=tuple(weights),
+        speed_seconds=speed_total,
+        stage_seconds=stages,
         notes=_plain(context.notes),
         **base,
     )
@@ -289,6 +378,31 @@ def compile_model(
     assert candidate is not None
     candidate.train(model.training and composition.training)
     return candidate, report
+
+
+def off_bucket_sizes(declared: Sequence[int], extras: Sequence[int]) -> tuple[int, ...]:
+    """``extras`` moved off the declared sizes (the next odd size up), so they stay sizes
+    the strategy was not told about: (3, 33) beside (1, 8, 64), (5, 35) beside (3, 33)."""
+    chosen: list[int] = []
+    for size in extras:
+        while size in declared or size in chosen:
+            size += 2
+        chosen.append(size)
+    return tuple(chosen)
+
+
+def _is_auto(strategy: object) -> bool:
+    if isinstance(strategy, str):
+        return strategy.strip() == AUTO
+    if isinstance(strategy, StrategySpec):
+        return strategy.name == AUTO
+    return isinstance(strategy, Composition) and strategy.names == (AUTO,)
+
+
+def _weights_input(inputs: Sequence[CheckInputs]) -> CheckInputs:
+    # A small batch of more than one row: cheap, and BatchNorm-style coupling shows.
+    several = [d for d in inputs if d.batch_size > 1]
+    return min(several, key=lambda d: d.batch_size) if several else inputs[0]
 
 
 def _num_actions(model: nn.Module, shape: tuple[int, int, int], device: str, dtype: torch.dtype) -> int:

@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import contextlib
 import copy
+import math
 from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
@@ -220,6 +221,14 @@ class _Comparison:
     def judge(self, compiled: Outputs, eager: Outputs) -> None:
         masks = self.data.masks
         for key in compiled:
+            problem = _placement_problem(compiled[key], eager[key]) if key not in _FLATTENED else None
+            if problem is not None:
+                method, output = key.split(".")
+                self.checks.append(EquivalenceCheck(
+                    self.data.batch_size, self.mode, self.dtype, method, output, math.inf, math.inf,
+                    self.tol.atol, self.tol.rtol, False, problem=problem,
+                ))
+                continue
             if key == "get_action_and_value.action":
                 found = _action_gap(eager["forward.logits"], masks, eager[key], compiled[key], self.tol)
             elif key == "get_action_and_value.log_prob":
@@ -240,7 +249,7 @@ class _Comparison:
         masks = self.data.masks
         for index, check in enumerate(self.checks):
             key = f"{check.method}.{check.output}"
-            if check.passed or key == "get_action_and_value.action":
+            if check.passed or check.problem is not None or key == "get_action_and_value.action":
                 continue
             if key == "backward.grad":
                 eager_error = _relative_l2(eager[key], reference[key])
@@ -262,6 +271,21 @@ class _Comparison:
             )
 
 
+_FLATTENED = frozenset({"forward.buffers", "backward.grad"})  # collected as float64 on the CPU
+
+
+def _placement_problem(compiled: torch.Tensor, eager: torch.Tensor) -> str | None:
+    # Callers feed outputs on into losses and buffers sized for eager's dtype and device:
+    # a float16 or CPU copy of a float32 CUDA output is a different output, however close.
+    if compiled.dtype != eager.dtype:
+        return f"dtype {str(compiled.dtype).removeprefix('torch.')}, eager's is {str(eager.dtype).removeprefix('torch.')}"
+    if compiled.device.type != eager.device.type:
+        return f"on {compiled.device.type}, eager's is on {eager.device.type}"
+    if tuple(compiled.shape) != tuple(eager.shape):
+        return f"shape {tuple(compiled.shape)}, eager's is {tuple(eager.shape)}"
+    return None
+
+
 def _max_abs(a: torch.Tensor, b: torch.Tensor) -> float:
     if a.shape != b.shape:
         return float("inf")
@@ -278,11 +302,14 @@ def run_checks(
     precision: str,
     tolerance: Tolerance,
     referee: bool = True,
+    eager_logits: dict[int, torch.Tensor] | None = None,
 ) -> list[EquivalenceCheck]:
     """Every check for every batch in every mode (``eval`` and/or ``train``), in order.
 
     ``referee``: allow the float64 referee for failed checks (the caller disables it
     when the compiled model computes in a lower precision than the model).
+    ``eager_logits``: filled with eager's eval-mode logits per batch size (the sampling
+    check tests draws against them).
     """
     checks: list[EquivalenceCheck] = []
     float64: Callable[[], nn.Module] = _lazy_float64(eager)
@@ -290,6 +317,8 @@ def run_checks(
         for data in inputs:
             comparison = _Comparison(data, mode, precision, tolerance)
             eager_out = collect_outputs(eager, data, mode)
+            if eager_logits is not None and mode == "eval":
+                eager_logits[data.batch_size] = eager_out["forward.logits"]
             compiled_out = collect_outputs(compiled, data, mode)
             comparison.judge(compiled_out, eager_out)
             if referee and not all(c.passed for c in comparison.checks):

@@ -61,8 +61,11 @@ class EquivalenceCheck:
     passed: bool
     referee_eager_error: float | None = None
     referee_compiled_error: float | None = None
+    problem: str | None = None
 
     def describe(self) -> str:
+        if self.problem is not None:
+            return f"{self.method}.{self.output} at batch {self.batch_size} ({self.mode}): {self.problem}"
         if self.method == "backward":
             return (
                 f"gradients at batch {self.batch_size} ({self.mode}): relative L2 error "
@@ -75,8 +78,79 @@ class EquivalenceCheck:
 
 
 @attrs.frozen
+class SamplingCheck:
+    """``get_action_and_value(deterministic=False)`` of the compiled model, sampled.
+
+    ``draws`` sampled actions over every validated batch size (several calls at the
+    largest batch of at most 64), of which ``illegal`` were outside the legal mask (any
+    is a failure). The draws are tested against eager's own distribution (the masked
+    softmax of eager's logits for the same rows): each draw becomes its randomised
+    probability integral transform, uniform on [0, 1] exactly when the draws follow
+    eager's distribution, and ``statistic`` is Pearson's chi-square of those values in
+    ``bins`` equal bins (``bins - 1`` degrees of freedom). The check fails when its
+    ``p_value`` is below ``alpha``: a correct strategy fails with probability ``alpha``
+    per seed. The compiled model's reported log-probability of each sampled action must
+    also match eager's for that action (``log_prob_max_abs_diff``, the tolerance's atol
+    and rtol).
+    """
+
+    draws: int
+    illegal: int
+    bins: int
+    statistic: float
+    p_value: float
+    alpha: float
+    log_prob_max_abs_diff: float
+    log_prob_passed: bool
+    passed: bool
+    error: str | None = None
+
+    def describe(self) -> str:
+        if self.error is not None:
+            return f"sampling (deterministic=False): {self.error}"
+        if self.illegal:
+            return f"sampling (deterministic=False): {self.illegal} of {self.draws} sampled actions are illegal"
+        if not self.log_prob_passed:
+            return (
+                "sampling (deterministic=False): log-probabilities of sampled actions differ from eager's "
+                f"by up to {self.log_prob_max_abs_diff:.3g}"
+            )
+        return (
+            f"sampling (deterministic=False): {self.draws} draws do not follow eager's distribution "
+            f"(chi-square {self.statistic:.1f} on {self.bins - 1} df, p = {self.p_value:.2g} < {self.alpha:g})"
+        )
+
+
+@attrs.frozen
+class WeightsCheck:
+    """After validation, new weights were given to both models; does the compiled one follow?
+
+    ``how``: ``load_state_dict`` (new weights loaded), ``in-place`` (parameters changed in
+    place, as an optimizer step does; checked when the strategy does not declare
+    ``frozen_weights``), ``optimizer-step`` (one SGD step with the same gradients on
+    both; training strategies), ``restore`` (the original weights loaded back).
+    ``outcome``: ``followed`` (outputs match eager's with the new weights), ``rejected``
+    (the compiled model refused to run with them: a KeiseiError, allowed only for
+    ``frozen_weights`` strategies) or ``stale`` (it kept computing something else).
+    """
+
+    how: str
+    outcome: str
+    max_abs_diff: float
+    passed: bool
+    detail: str | None = None
+
+    def describe(self) -> str:
+        verb = {"followed": "followed", "rejected": "rejected the new weights", "stale": "was stale"}
+        text = f"after {self.how} the compiled model {verb.get(self.outcome, self.outcome)}"
+        if self.outcome == "stale":
+            text += f" (outputs {self.max_abs_diff:.3g} off eager's with the new weights)"
+        return f"{text}: {self.detail}" if self.detail else text
+
+
+@attrs.frozen
 class SpeedCheck:
-    """``guard="faster"``: eager and compiled forward (eval, no grad) timed interleaved."""
+    """Eager and compiled forward (eval, no grad) at one batch size, timed interleaved and paired."""
 
     batch_size: int
     samples: int
@@ -84,6 +158,9 @@ class SpeedCheck:
     compiled_ms: float
     eager_iqr_ms: float
     compiled_iqr_ms: float
+    ratio_median: float | None = None
+    ratio_q1: float | None = None
+    ratio_q3: float | None = None
 
     @property
     def speedup(self) -> float:
@@ -93,6 +170,20 @@ class SpeedCheck:
     @property
     def faster(self) -> bool:
         return self.compiled_ms < self.eager_ms
+
+    @property
+    def verdict(self) -> str:
+        """``faster`` / ``slower`` when the interquartile range of the per-pair ratios
+        (eager / compiled, each pair timed back to back) lies wholly above / below 1,
+        else ``same`` (within the noise)."""
+        low, high = self.ratio_q1, self.ratio_q3
+        if low is None or high is None:
+            return "faster" if self.faster else "slower"
+        if low > 1.0:
+            return "faster"
+        if high < 1.0:
+            return "slower"
+        return "same"
 
 
 @attrs.frozen
@@ -139,6 +230,18 @@ class CompileReport:
     # output by output (keisei_core.compile.policy_checks): thresholds and per-batch checks.
     policy_thresholds: PolicyThresholds | None = None
     policy_checks: tuple[PolicyCheck, ...] = ()
+    declared_batch_sizes: tuple[int, ...] = ()
+    speeds: tuple[SpeedCheck, ...] = ()
+    sampling: SamplingCheck | None = None
+    weights: tuple[WeightsCheck, ...] = ()
+    frozen_weights: bool = False
+    speed_seconds: float | None = None
+    auto: dict[str, Any] | None = None
+    stage_seconds: dict[str, float] = attrs.field(factory=dict)
+
+    def speed_at(self, batch_size: int) -> SpeedCheck | None:
+        """The speed measured at ``batch_size`` (None when not measured there)."""
+        return next((s for s in self.speeds if s.batch_size == batch_size), None)
 
     @property
     def ok(self) -> bool:
@@ -164,7 +267,9 @@ class CompileReport:
         if self.status in ("compiled", "fallback", "failed") and self.policy_checks:
             passed = sum(c.passed for c in self.policy_checks)
             parts.append(f"{passed}/{len(self.policy_checks)} policy checks passed")
-        if self.speed is not None:
+        if self.speeds:
+            parts.append(", ".join(f"{s.speedup:.2f}x eager at batch {s.batch_size}" for s in self.speeds))
+        elif self.speed is not None:
             parts.append(f"{self.speed.speedup:.2f}x eager at batch {self.speed.batch_size}")
         line = ", ".join(parts)
         return f"{line}: {self.reason}" if self.reason else line
@@ -176,6 +281,10 @@ class CompileReport:
         data: dict[str, Any] = _finite_json(unstructure(self))
         if self.speed is not None:
             data["speed"]["speedup"] = _finite_json(self.speed.speedup)
+            data["speed"]["verdict"] = self.speed.verdict
+        for entry, speed in zip(data.get("speeds") or [], self.speeds, strict=True):
+            entry["speedup"] = _finite_json(speed.speedup)
+            entry["verdict"] = speed.verdict
         return data
 
 

@@ -1,9 +1,13 @@
-"""``guard="faster"``: is the compiled model faster than eager where it will be used?
+"""The speed check: is the compiled model faster than eager where it will be used?
 
+Part of every ``compile_model`` report (at each declared batch size); with
+``guard="faster"`` a compiled model that is not faster falls back to eager.
 Eager and compiled forward passes (eval mode, no grad, the rollout case) alternate call
 by call, and which goes first alternates too, so drift in a shared machine's load hits
-both alike (the original always timed the baseline first). Medians and interquartile
-ranges, never means: one descheduled call must not decide the verdict.
+both alike (the original always timed the baseline first). Each pair's ratio
+(eager / compiled, timed back to back) is kept too: the quartiles of those ratios say
+whether the difference is larger than the noise. Medians and interquartile ranges,
+never means: one descheduled call must not decide the verdict.
 """
 
 from __future__ import annotations
@@ -68,6 +72,8 @@ def compare_speed(
     finally:
         eager.train(was[0])
         compiled.train(was[1])
+    ratios = sorted(e / c for e, c in zip(eager_times, compiled_times, strict=True) if c > 0)
+    ratio_q1, ratio_q3 = _quartiles(ratios)
     return SpeedCheck(
         batch_size=int(obs.shape[0]),
         samples=len(eager_times),
@@ -75,4 +81,16 @@ def compare_speed(
         compiled_ms=statistics.median(compiled_times) * 1e3,
         eager_iqr_ms=_iqr(eager_times) * 1e3,
         compiled_iqr_ms=_iqr(compiled_times) * 1e3,
+        ratio_median=statistics.median(ratios) if ratios else None,
+        ratio_q1=ratio_q1,
+        ratio_q3=ratio_q3,
     )
+
+
+def _quartiles(samples: list[float]) -> tuple[float | None, float | None]:
+    if not samples:
+        return None, None
+    if len(samples) < 2:
+        return samples[0], samples[0]
+    quartiles = statistics.quantiles(samples, n=4, method="inclusive")
+    return quartiles[0], quartiles[2]

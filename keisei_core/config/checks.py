@@ -33,6 +33,8 @@ def check_names(config: ExperimentConfig, host: PluginHost, where: str) -> None:
         options = resolve_options(spec, entry.options, where=f"{where}: models[{index}].options")
         check_model_size(spec, options, f"{where}: models[{index}]")
     for name in config.strategies:
+        if name.strip() == "auto":  # compile_model's tuner, not a registered strategy
+            continue
         for part in name.split("+"):
             host.strategies.get(part.strip())
     for name in config.probes:

@@ -167,6 +167,7 @@ def apply_strategy(
         device=device,
         batch_sizes=tuple(dict.fromkeys(batch_sizes)),
         training=False,
+        speed_seconds=0.0,  # every check, but no timing: a contract is about correctness
     )
     return CompileOutcome(model, eager, str(report.status), report.reason, report)
 

@@ -10,8 +10,9 @@ from pathlib import Path
 from keisei_core.cli.context import CliContext
 
 NAME = "bench"
-HELP = "run a benchmark matrix (default: configs/quickstart.toml)"
+HELP = "run a benchmark matrix (default: configs/quickstart.toml here, else the packaged quickstart)"
 DEFAULT_CONFIG = "configs/quickstart.toml"
+"""Used when it exists in the current directory (a checkout); else the packaged copy."""
 EXIT_INTERRUPTED = 130  # SIGINT (Ctrl-C): 128 + 2, as shells report it
 EXIT_TERMINATED = 143  # SIGTERM: 128 + 15
 
@@ -34,6 +35,11 @@ def configure(parser: argparse.ArgumentParser) -> None:
     )
 
 
+def packaged_config() -> Path:
+    """The quickstart shipped inside keisei-core (what ``keisei bench`` runs anywhere)."""
+    return Path(__file__).resolve().parents[2] / "bench" / "configs" / "quickstart.toml"
+
+
 def _config_path(given: str | None) -> str:
     from keisei_core.errors import ConfigError
 
@@ -41,7 +47,10 @@ def _config_path(given: str | None) -> str:
         return given
     if Path(DEFAULT_CONFIG).is_file():
         return DEFAULT_CONFIG
-    raise ConfigError(f"no CONFIG given and {DEFAULT_CONFIG} does not exist here; pass a config file")
+    packaged = packaged_config()
+    if packaged.is_file():
+        return str(packaged)
+    raise ConfigError(f"no CONFIG given, no {DEFAULT_CONFIG} here and no packaged quickstart; pass a config file")
 
 
 def run(ctx: CliContext) -> int:

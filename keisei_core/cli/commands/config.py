@@ -9,6 +9,7 @@ from keisei_core.cli.context import CliContext
 NAME = "config"
 HELP = "work with experiment configs"
 DEFAULT_CONFIG = "configs/quickstart.toml"
+"""Used when it exists in the current directory (a checkout); else the packaged copy."""
 
 
 def configure(parser: argparse.ArgumentParser) -> None:
@@ -25,7 +26,12 @@ def configure(parser: argparse.ArgumentParser) -> None:
 def default_config_path() -> str | None:
     from pathlib import Path
 
-    return DEFAULT_CONFIG if Path(DEFAULT_CONFIG).is_file() else None
+    from keisei_core.cli.commands.bench import packaged_config
+
+    if Path(DEFAULT_CONFIG).is_file():
+        return DEFAULT_CONFIG
+    packaged = packaged_config()
+    return str(packaged) if packaged.is_file() else None
 
 
 def run(ctx: CliContext) -> int:

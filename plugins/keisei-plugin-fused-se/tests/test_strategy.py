@@ -161,9 +161,11 @@ def test_fused_se_plus_inductor_compiles_validates_and_runs_the_op_in_the_graph(
     assert report.modes == ("eval", "train")
     assert report.notes["fused_se_units"] == 2
     assert all(check.passed for check in report.checks)
-    # One graph per (mode, grad) pair: eval without grad, train with grad. A graph break
-    # at the custom op would split each of them.
-    assert report.graphs <= 2, report.graphs
+    # One graph per (shape bucket, mode): validation runs batch 8 and the off-bucket 3
+    # (bucket 2-15) and 33 (bucket 16+), eval without grad and train with grad. A graph
+    # break at the custom op would split each of them.
+    assert report.batch_sizes == (8, 3, 33)
+    assert report.graphs <= 4, report.graphs
     assert list(compiled.state_dict()) == list(model.state_dict())
 
     obs = torch.zeros(8, 4, 9, 9)

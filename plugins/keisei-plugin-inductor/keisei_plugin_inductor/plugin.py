@@ -99,12 +99,14 @@ STRATEGIES: tuple[StrategySpec, ...] = (
         devices={"cpu"},
         dtypes={"float32", "bfloat16"},
         training=False,
+        frozen_weights=True,  # weights are constants of the code; load_state_dict recompiles
     ),
     StrategySpec(
         name="aot-inductor",
         apply=apply_aot_inductor,
         description="torch.export + AOTInductor package, cached on disk (model, weights, torch version); inference only",
         training=False,
+        frozen_weights=True,  # the package holds the weights; load_state_dict finds or builds another
     ),
     StrategySpec(
         name="int8",

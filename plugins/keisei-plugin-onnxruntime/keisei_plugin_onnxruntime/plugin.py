@@ -39,5 +39,7 @@ def keisei_register_compile_strategies(register: Callable[[StrategySpec], None])
             devices=frozenset({"cpu"}),  # type: ignore[arg-type]
             dtypes=frozenset({"float32"}),  # type: ignore[arg-type]
             training=False,
+            # The session holds the exported weights; new weights raise StaleWeightsError.
+            frozen_weights=True,
         )
     )
