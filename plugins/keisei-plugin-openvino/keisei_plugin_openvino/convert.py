@@ -102,7 +102,11 @@ class IrPaths:
 
     @classmethod
     def for_key(cls, context: StrategyContext, strategy: str, key: str) -> IrPaths:
-        xml = artifact_path(context, strategy, key, ".xml")
+        """The entry's paths; the folder is created (a cache that cannot be: see ``store``)."""
+        try:
+            xml = artifact_path(context, strategy, key, ".xml")
+        except OSError:  # a file in the way, no permission: nothing cached, nothing written
+            xml = Path(context.cache_dir) / strategy / f"{key}.xml"
         return cls(xml, xml.with_suffix(".bin"), xml.with_suffix(".json"))
 
 

@@ -116,7 +116,8 @@ class OpenVinoRunner:
                 facts["cache_write_error"] = write_error
                 facts["artifact"] = None
         else:
-            facts["convert_seconds"] = recorded_convert_seconds(paths)
+            recorded = recorded_convert_seconds(paths)  # the cold conversion's cost, kept
+            facts["convert_seconds"] = round(recorded, 4) if recorded is not None else None
         start = time.perf_counter()
         self.compiled = ov.Core().compile_model(converted, "CPU", self.config)
         self.request = self.compiled.create_infer_request()
@@ -175,7 +176,8 @@ class OpenVinoRunner:
     def __deepcopy__(self, memo: dict[int, Any]) -> OpenVinoRunner:
         # The compiled model is shared (read-only; requests are per copy); the copy's
         # weights are verified against it on its first call.
-        twin = copy.copy(self)
+        twin = OpenVinoRunner.__new__(OpenVinoRunner)
+        twin.__dict__.update(self.__dict__)  # not copy.copy: that goes through __getstate__
         twin.example = self.example.clone()
         twin.context = copy.deepcopy(self.context, memo)
         twin.facts = dict(self.facts)
