@@ -9,7 +9,7 @@ policy logits and value) of
   failed row, never eager timed under its name);
 - peers (``peers``), called through their own APIs on one graph exported with
   ``torch.onnx`` (the ``onnxruntime`` plugin's exporter), not through keisei's wrappers:
-  an ONNX Runtime ``InferenceSession`` (CPU provider, all graph optimisations), and
+  an ONNX Runtime ``InferenceSession`` (``onnxruntime-session``: CPU provider, all graph optimisations), and
   OpenVINO's CPU plugin with the ``LATENCY`` hint (one synchronous request) or the
   ``THROUGHPUT`` hint (the batch split over ``OPTIMAL_NUMBER_OF_INFER_REQUESTS`` requests
   of an ``AsyncInferQueue``), each with ``INFERENCE_PRECISION_HINT`` f32 or bf16. OpenVINO
@@ -56,7 +56,7 @@ DEFAULT_STRATEGIES = (
     "int8",
 )
 PEERS = (
-    "onnxruntime",
+    "onnxruntime-session",
     "openvino-latency-f32",
     "openvino-latency-bf16",
     "openvino-throughput-f32",
@@ -111,6 +111,10 @@ class Row:
     forward: Forward | None = None
     max_abs_diff: float | None = None
     facts: dict[str, Any] = attrs.field(factory=dict)
+
+    @property
+    def key(self) -> str:
+        return f"{self.kind}/{self.name}"
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -249,11 +253,19 @@ def _openvino_peer(
     queue = ov.AsyncInferQueue(compiled, chunks)
     parts = np.split(array, chunks)
 
+    slots: list[Any] = [None] * chunks
+
+    def collect(request: Any, index: int) -> None:
+        # A request that finished first may be handed the next chunk: file outputs by chunk.
+        slots[index] = (request.get_output_tensor(0).data.copy(), request.get_output_tensor(1).data.copy())
+
+    queue.set_callback(collect)
+
     def throughput_forward() -> Any:
         for index, part in enumerate(parts):
-            queue.start_async([part], share_inputs=True)
+            queue.start_async([part], userdata=index, share_inputs=True)
         queue.wait_all()
-        return [np.concatenate([queue[i].get_output_tensor(k).data for i in range(chunks)]) for k in (0, 1)]
+        return [np.concatenate([slot[k] for slot in slots]) for k in (0, 1)]
 
     facts = {"api": "openvino AsyncInferQueue", "config": _config_text(config), "requests": chunks,
              "optimal_requests": requests, "streams": int(compiled.get_property("NUM_STREAMS"))}
@@ -265,14 +277,14 @@ def _config_text(config: Mapping[str, str]) -> str:
 
 
 def _peer_row(context: ProbeContext, peer: str, obs: Any) -> Row:
-    if peer == "onnxruntime":
+    if peer == "onnxruntime-session":
         row = Row(peer, "peer", "float32")
     else:
         _, mode, hint = peer.split("-")
         row = Row(peer, "peer", {"f32": "float32", "bf16": "bfloat16"}[hint])
     try:
         onnx = _onnx_bytes(context)
-        if peer == "onnxruntime":
+        if peer == "onnxruntime-session":
             row.forward, row.facts = _onnxruntime_peer(context, onnx, obs)
         else:
             row.forward, row.facts = _openvino_peer(context, onnx, obs, mode.upper(), hint)
@@ -343,13 +355,14 @@ def run_peers(context: ProbeContext) -> ProbeResult:
         if row.forward is not None:
             _check_against(row, reference)
     rows[0].max_abs_diff = 0.0
-    live = {row.name: row.forward for row in rows if row.forward is not None}
+    # Keyed by kind and name: a keisei strategy and a peer may share a name.
+    live = {row.key: row.forward for row in rows if row.forward is not None}
     timings = context.time_interleaved(live)  # type: ignore[arg-type]
     flops = forward_flops_per_sample(context) * context.batch_size
     peaks = _peaks(context)
-    eager = timings["eager"]
+    eager = timings[rows[0].key]
     for row in rows:
-        stats = timings.get(row.name)
+        stats = timings.get(row.key)
         if stats is None:
             continue
         # Samples pair up by round (time_interleaved keeps every sample: n is equal).

@@ -24,7 +24,7 @@ def test_options_default_and_are_checked() -> None:
     options = parse_options({})
     assert options.peers == PEERS and "openvino" in options.strategies
     assert options.validation_batch_sizes == (1, 64)
-    assert parse_options({"strategies": ["bf16"], "peers": ["onnxruntime"]}).strategies == ("bf16",)
+    assert parse_options({"strategies": ["bf16"], "peers": ["onnxruntime-session"]}).strategies == ("bf16",)
     with pytest.raises(ConfigError, match=r"unknown option\(s\) \['strategy'\]"):
         parse_options({"strategy": ["bf16"]})
     with pytest.raises(ConfigError, match=r"unknown peer\(s\) \['tensorrt'\]"):
@@ -82,7 +82,7 @@ def test_one_peers_run_in_the_engine(tmp_path: Path) -> None:
             "output_dir": str(tmp_path),
             "bench": {"warmup_seconds": 0.0, "min_samples": 3, "max_samples": 5,
                       "time_budget_seconds": 0.2, "target_iqr_ratio": 0.5},
-            "probe_options": {"peers": {"strategies": ["openvino", "no-such-strategy"],
+            "probe_options": {"peers": {"strategies": ["openvino", "onnxruntime", "no-such-strategy"],
                                         "validation_batch_sizes": [1, 4]}},
             "wandb": {"mode": "disabled"},
         },
@@ -96,17 +96,20 @@ def test_one_peers_run_in_the_engine(tmp_path: Path) -> None:
     assert cell.status == "ok", cell.reason
     assert cell.result is not None and cell.value is not None and cell.value > 0
     rows = {row["name"]: row for row in cell.result.extra["rows"]}
-    assert list(rows) == ["eager", "openvino", "no-such-strategy", *PEERS]
+    assert list(rows) == ["eager", "openvino", "onnxruntime", "no-such-strategy", *PEERS]
+    # keisei's onnxruntime and the direct session are timed apart (no shared name, no shared sample)
+    assert rows["onnxruntime"]["kind"] == "keisei" and rows["onnxruntime-session"]["kind"] == "peer"
+    assert rows["onnxruntime"]["ms"] != rows["onnxruntime-session"]["ms"]
     assert rows["no-such-strategy"]["status"] == "skipped"
-    for name in ("eager", "openvino", *PEERS):
+    for name in ("eager", "openvino", "onnxruntime", *PEERS):
         row = rows[name]
         assert row["status"] == "ok", (name, row.get("reason"))
-        assert row["ms"] > 0 and row["gflops"] > 0 and 0 < row["pct_of_peak"]
+        assert row["ms"] > 0 and row["gflops"] > 0 and row["pct_of_peak"] > 0
         limit = 1e-4 if row["precision"] == "float32" else 0.1  # bf16 peers really compute in bf16
         assert row["max_abs_diff"] <= limit, (name, row["max_abs_diff"])
     assert rows["eager"]["x_eager"] == pytest.approx(1.0)
     assert rows["openvino-latency-bf16"]["config"].count("INFERENCE_PRECISION_HINT=bf16") == 1
     assert rows["openvino-throughput-f32"]["api"] == "openvino AsyncInferQueue"
-    assert cell.result.extra["best_keisei"] == "openvino"
+    assert cell.result.extra["best_keisei"] in ("openvino", "onnxruntime")
     assert set(cell.result.extra["peak_flops_per_second"]) == {"float32", "bfloat16"}
     assert "`openvino-throughput-bf16`" in peer_tables(tmp_path / "results.json")
