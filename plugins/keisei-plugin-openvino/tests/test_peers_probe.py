@@ -96,7 +96,12 @@ def test_one_peers_run_in_the_engine(tmp_path: Path) -> None:
     assert cell.status == "ok", cell.reason
     assert cell.result is not None and cell.value is not None and cell.value > 0
     rows = {row["name"]: row for row in cell.result.extra["rows"]}
-    assert list(rows) == ["eager", "openvino", "onnxruntime", "no-such-strategy", *PEERS]
+    peaks = [name for name, row in rows.items() if row["kind"] == "peak"]
+    assert list(rows) == ["eager", "openvino", "onnxruntime", "no-such-strategy", *PEERS, *peaks]
+    assert len(peaks) == 4  # matmul and conv, float32 and bfloat16, in the same rounds
+    for precision in ("float32", "bfloat16"):
+        best = max(rows[name]["gflops"] for name in peaks if rows[name]["precision"] == precision)
+        assert best * 1e9 == pytest.approx(cell.result.extra["peak_flops_per_second"][precision])
     # keisei's onnxruntime and the direct session are timed apart (no shared name, no shared sample)
     assert rows["onnxruntime"]["kind"] == "keisei" and rows["onnxruntime-session"]["kind"] == "peer"
     assert rows["onnxruntime"]["ms"] != rows["onnxruntime-session"]["ms"]
