@@ -30,11 +30,7 @@ The headline value is the best keisei strategy's ``x_eager`` over the best peer'
 1: keisei is ahead). ``extra["rows"]`` holds every row; ``keisei_plugin_openvino.peer_table``
 prints them as markdown.
 
-Options (``[probe_options.peers]``): ``strategies`` (keisei strategy names; names not
-registered in this install are skipped rows, so a config may list ``int8`` before that
-plugin is installed), ``peers`` (a subset of :data:`PEERS`), ``validation_batch_sizes``
-(batch sizes ``compile_model`` validates at, default ``[1, 64]``: one per shape bucket
-the benchmark's batch sizes use).
+Options (``[probe_options.peers]``): see :mod:`keisei_plugin_openvino.options`.
 """
 
 from __future__ import annotations
@@ -49,58 +45,18 @@ import attrs
 
 from keisei_core.bench.builtin_probes import calibrate_peak, forward_flops_per_sample
 from keisei_core.bench.probe_api import ProbeContext, ProbeResult, ProbeUnsupported
-from keisei_core.errors import ConfigError
+from keisei_plugin_openvino.options import PeerOptions
 
-DEFAULT_STRATEGIES = (
-    "bf16",
-    "channels-last+bf16+inductor-freeze",
-    "onnxruntime",
-    "openvino",
-    "openvino-bf16",
-    "int8",
-)
-PEERS = (
-    "onnxruntime-session",
-    "openvino-latency-f32",
-    "openvino-latency-bf16",
-    "openvino-throughput-f32",
-    "openvino-throughput-bf16",
-)
-OPTIONS = ("strategies", "peers", "validation_batch_sizes")
 CACHE_KEY = "peers"
 
 Forward = Callable[[], Any]
 
 
-@attrs.frozen
-class PeerOptions:
-    strategies: tuple[str, ...]
-    peers: tuple[str, ...]
-    validation_batch_sizes: tuple[int, ...]
-
-
 def parse_options(raw: Mapping[str, Any]) -> PeerOptions:
-    """The probe's options, checked: one line naming the bad key otherwise."""
-    where = "[probe_options.peers]"
-    unknown = sorted(set(raw) - set(OPTIONS))
-    if unknown:
-        raise ConfigError(f"{where}: unknown option(s) {unknown}; known: {list(OPTIONS)}")
+    """The probe's options, structured by the core's converter: one line naming the bad key."""
+    from keisei_core.config.converter import structure
 
-    def names(key: str, default: tuple[str, ...]) -> tuple[str, ...]:
-        value = raw.get(key, list(default))
-        if not isinstance(value, list) or not all(isinstance(v, str) and v for v in value):
-            raise ConfigError(f"{where}.{key} must be a list of names, got {value!r}")
-        return tuple(value)
-
-    strategies = names("strategies", DEFAULT_STRATEGIES)
-    peers = names("peers", PEERS)
-    bad = [p for p in peers if p not in PEERS]
-    if bad:
-        raise ConfigError(f"{where}.peers: unknown peer(s) {bad}; known: {list(PEERS)}")
-    sizes = raw.get("validation_batch_sizes", [1, 64])
-    if not isinstance(sizes, list) or not sizes or not all(isinstance(s, int) and s >= 1 for s in sizes):
-        raise ConfigError(f"{where}.validation_batch_sizes must be a non-empty list of positive integers, got {sizes!r}")
-    return PeerOptions(strategies, peers, tuple(sizes))
+    return structure(dict(raw), PeerOptions, "[probe_options.peers]")
 
 
 @attrs.define
@@ -154,7 +110,7 @@ def _compile(context: ProbeContext, strategy: str, options: PeerOptions) -> tupl
     try:
         model, report = compile_model(
             context.eager_model, strategy, example_obs=context.observations(max(options.validation_batch_sizes)),
-            fallback=False, training=False, batch_sizes=options.validation_batch_sizes, host=host,
+            fallback=False, training=False, batch_sizes=tuple(options.validation_batch_sizes), host=host,
             seed=context.seed,
         )
     except CompileFailedError as exc:

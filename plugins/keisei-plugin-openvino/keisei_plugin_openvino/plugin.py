@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING, Any
 
 from keisei_core.hookspecs import hookimpl
 from keisei_core.specs import ProbeSpec, StrategyContext, StrategySpec
+from keisei_plugin_openvino.options import PeerOptions
 
 if TYPE_CHECKING:
     from torch import nn
@@ -89,5 +90,6 @@ def keisei_register_probes(register: Callable[[ProbeSpec], None]) -> None:
             ),
             unit="x",
             devices=frozenset({"cpu"}),  # type: ignore[arg-type]
+            options=PeerOptions,
         )
     )
