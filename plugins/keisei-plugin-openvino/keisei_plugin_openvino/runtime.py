@@ -1,0 +1,225 @@
+"""The compiled OpenVINO model a keisei module runs, and the forward wrapper that calls it.
+
+The compiled model is the (private) eager module itself with one more forward wrapper
+(:func:`keisei_core.compile.add_forward_wrapper`), not a wrapper module: its
+``state_dict`` keys stay the eager model's, and the PPO methods of
+:class:`keisei_core.ActorCriticMixin`, which call ``self(obs)``, run through OpenVINO.
+Transforms applied before (``channels-last``) are inside the converted graph.
+
+The OpenVINO model holds a copy of the weights taken at conversion. So that it never
+gives silently old answers, each call compares the parameters' and buffers' storage and
+version counters with those it was built from (microseconds); when they moved, the
+weights are hashed again: equal values (the same state_dict loaded again) are accepted,
+different ones find (or build) the IR for the new weights, as ``aot-inductor`` does.
+
+Precision: OpenVINO's CPU plugin computes in bfloat16 by default on CPUs with native
+bf16 (AVX512_BF16 or AMX), whatever the model's dtype. ``openvino`` therefore sets
+``INFERENCE_PRECISION_HINT=f32`` explicitly; ``openvino-bf16`` sets ``bf16``.
+"""
+
+from __future__ import annotations
+
+import copy
+import itertools
+import time
+from typing import Any
+
+import attrs
+import torch
+from torch import nn
+
+from keisei_core.compile.artifacts import weights_hash
+from keisei_core.compile.wrapping import ForwardWrapper
+from keisei_core.specs import StrategyContext
+from keisei_plugin_openvino.convert import (
+    EXPORT_BATCH,
+    IrPaths,
+    convert_timed,
+    ir_key,
+    load_cached,
+    recorded_convert_seconds,
+    store,
+)
+from keisei_plugin_openvino.errors import InferenceOnlyError, OpenVinoInputError
+
+Fingerprint = tuple[tuple[int, int], ...]
+
+
+def weights_fingerprint(model: nn.Module) -> Fingerprint:
+    """Cheap identity of the current weights: (storage pointer, in-place version) per tensor."""
+    return tuple((t.data_ptr(), t._version) for t in itertools.chain(model.parameters(), model.buffers()))
+
+
+def compile_config(precision_hint: str, threads: int) -> dict[str, str]:
+    """The CPU plugin properties the strategies compile with (also recorded in the report).
+
+    LATENCY: one stream, one request at a time, which is how a keisei model is called
+    (synchronously, one batch per call). The thread count is torch's, for fair timings."""
+    return {
+        "PERFORMANCE_HINT": "LATENCY",
+        "INFERENCE_PRECISION_HINT": precision_hint,
+        "INFERENCE_NUM_THREADS": str(threads),
+    }
+
+
+class OpenVinoRunner:
+    """The OpenVINO model a module runs, and how to find or build it again for new weights."""
+
+    def __init__(
+        self,
+        context: StrategyContext,
+        strategy: str,
+        precision_hint: str,
+        observation: tuple[int, int, int],
+        wrappers: tuple[ForwardWrapper, ...],
+        example: torch.Tensor,
+        threads: int,
+    ) -> None:
+        # What a rebuild needs, not the caller's notes or its (maybe large) example.
+        self.context = attrs.evolve(context, notes={}, example_obs=None)
+        self.strategy = strategy
+        self.precision_hint = precision_hint
+        self.observation = observation
+        self.wrappers = wrappers  # the transforms inside the converted graph
+        self.example = example.detach().clone()
+        self.threads = threads
+        self.config = compile_config(precision_hint, threads)
+        self.compiled: Any = None
+        self.request: Any = None
+        self.paths: IrPaths | None = None
+        self.weights: str | None = None
+        self.fingerprint: Fingerprint | None = None
+        self.exporting = False
+        self.conversions = 0
+        self.facts: dict[str, Any] = {}
+
+    def __repr__(self) -> str:  # stable: wrapper names enter artifact keys
+        return f"OpenVinoRunner({self.strategy}, {self.precision_hint})"
+
+    # -- building --------------------------------------------------------------------------
+    def ensure(self, module: nn.Module) -> bool:
+        """Load (or convert and store) the IR for the module's current weights and compile
+        it. Returns whether a cached IR was reused; what happened goes into ``facts``."""
+        import openvino as ov
+
+        key = ir_key(module, self.context, self.strategy, self.wrappers, self.observation)
+        paths = IrPaths.for_key(self.context, self.strategy, key)
+        converted, why = load_cached(paths, key)
+        facts: dict[str, Any] = {"artifact": str(paths.xml)}
+        if converted is None:
+            converted, seconds = self._convert(module)
+            self.conversions += 1
+            facts["cache_miss_reason"] = why
+            facts["convert_seconds"] = round(seconds, 4)
+            write_error = store(converted, paths, key, label=self._label(module), seconds=seconds)
+            if write_error is not None:
+                facts["cache_write_error"] = write_error
+                facts["artifact"] = None
+        else:
+            recorded = recorded_convert_seconds(paths)  # the cold conversion's cost, kept
+            facts["convert_seconds"] = round(recorded, 4) if recorded is not None else None
+        start = time.perf_counter()
+        self.compiled = ov.Core().compile_model(converted, "CPU", self.config)
+        self.request = self.compiled.create_infer_request()
+        facts["openvino_compile_seconds"] = round(time.perf_counter() - start, 4)
+        facts["warm_start"] = why == "ok"
+        self.paths = paths
+        self.weights = weights_hash(module)
+        self.fingerprint = weights_fingerprint(module)
+        self.facts = facts
+        return why == "ok"
+
+    def _convert(self, module: nn.Module) -> tuple[Any, float]:
+        was_training = module.training
+        module.eval()
+        self.exporting = True  # the wrapper steps aside while torch.export traces
+        try:
+            return convert_timed(module, self.example, self.observation, self._label(module))
+        finally:
+            self.exporting = False
+            module.train(was_training)
+
+    def _label(self, module: nn.Module) -> str:
+        return str(getattr(module, "keisei_model_name", None) or type(module).__name__)
+
+    # -- calling ---------------------------------------------------------------------------
+    def check_weights(self, module: nn.Module) -> None:
+        current = weights_fingerprint(module)
+        if current == self.fingerprint and self.compiled is not None:
+            return
+        if self.compiled is not None and weights_hash(module) == self.weights:
+            self.fingerprint = current
+            return
+        self.ensure(module)  # new weights (or an unpickled copy): their own IR
+
+    def check_input(self, obs: Any) -> None:
+        if not isinstance(obs, torch.Tensor):
+            raise OpenVinoInputError(f"observations must be a torch.Tensor, got {type(obs).__name__}")
+        if obs.device.type != "cpu" or obs.dtype != torch.float32:
+            raise OpenVinoInputError(
+                f"the openvino model takes float32 CPU observations, got {obs.dtype} on {obs.device}"
+            )
+        if obs.dim() != 4 or tuple(obs.shape[1:]) != self.observation or obs.shape[0] < 1:
+            raise OpenVinoInputError(
+                f"observations must have shape (B >= 1, {', '.join(map(str, self.observation))}), "
+                f"got {tuple(obs.shape)}"
+            )
+
+    def run(self, obs: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        array = obs.detach().contiguous().numpy()
+        # share_outputs=False: the request reuses its output buffers on the next call.
+        results = self.request.infer([array], share_inputs=True, share_outputs=False)
+        logits, value = results.to_tuple()
+        return torch.from_numpy(logits), torch.from_numpy(value)
+
+    # -- copies ----------------------------------------------------------------------------
+    def __deepcopy__(self, memo: dict[int, Any]) -> OpenVinoRunner:
+        # The compiled model is shared (read-only; requests are per copy); the copy's
+        # weights are verified against it on its first call.
+        twin = OpenVinoRunner.__new__(OpenVinoRunner)
+        twin.__dict__.update(self.__dict__)  # not copy.copy: that goes through __getstate__
+        twin.example = self.example.clone()
+        twin.context = copy.deepcopy(self.context, memo)
+        twin.facts = dict(self.facts)
+        twin.fingerprint = None
+        twin.request = self.compiled.create_infer_request() if self.compiled is not None else None
+        return twin
+
+    def __getstate__(self) -> dict[str, Any]:
+        state = dict(self.__dict__)
+        state["compiled"] = state["request"] = None  # rebuilt from the disk cache on first call
+        state["fingerprint"] = None
+        return state
+
+
+def openvino_forward(
+    module: nn.Module, inner: Any, obs: torch.Tensor, *args: Any, runner: OpenVinoRunner, **kwargs: Any
+) -> Any:
+    if runner.exporting:  # torch.export is tracing the eager forward underneath
+        return inner(obs, *args, **kwargs)
+    if module.training:
+        raise InferenceOnlyError(
+            f"{type(module).__name__} compiled with '{runner.strategy}' is inference-only: it runs "
+            "a converted eval-mode graph, so train mode (batch statistics, gradients) cannot be "
+            "honoured; call .eval(), or train the eager model"
+        )
+    if args or kwargs:
+        raise OpenVinoInputError(f"a '{runner.strategy}' model takes the observations only")
+    runner.check_input(obs)
+    runner.check_weights(module)
+    return runner.run(obs)
+
+
+def export_example(example: torch.Tensor | None, observation: tuple[int, int, int]) -> torch.Tensor:
+    """A batch-2 float32 example: the context's observations, or synthetic positions."""
+    from keisei_core.observations import make_observations
+
+    if example is None:
+        channels, board, width = observation
+        if board != width:
+            raise OpenVinoInputError(f"cannot synthesise observations for a {board}x{width} board")
+        return make_observations(EXPORT_BATCH, channels, board)
+    example = example.detach().to(device="cpu", dtype=torch.float32)
+    if example.shape[0] >= EXPORT_BATCH:
+        return example[:EXPORT_BATCH].contiguous()
+    return example[:1].repeat(EXPORT_BATCH, 1, 1, 1)
