@@ -113,15 +113,18 @@ class _DeclaredInput:
         return parameter.dtype if parameter is not None else None
 
 
-_DECLARED_ATTRIBUTE = "_keisei_declared_input"
+# Kept beside the modules, not in them: an attribute holding a weak reference would make
+# every model unpicklable after its first PPO call, and copy.deepcopy would hand the copy a
+# reference to the original's parameter.
+_DECLARED: weakref.WeakKeyDictionary[torch.nn.Module, _DeclaredInput] = weakref.WeakKeyDictionary()
 
 
 def check_declared_input(model: torch.nn.Module, obs: torch.Tensor) -> None:
     """Observations fit the model's declared ``(C, H, W)`` and dtype (no device sync)."""
-    declared = model.__dict__.get(_DECLARED_ATTRIBUTE)
+    declared = _DECLARED.get(model)
     if declared is None:
         declared = _DeclaredInput(model)
-        model.__dict__[_DECLARED_ATTRIBUTE] = declared
+        _DECLARED[model] = declared
     name = type(model).__name__
     if declared.shape is not None and tuple(obs.shape[1:]) != declared.shape:
         channels, height, width = declared.shape
@@ -134,7 +137,7 @@ def check_declared_input(model: torch.nn.Module, obs: torch.Tensor) -> None:
         # The parameter may have been replaced (e.g. a conversion that makes new Parameter
         # objects): look again before calling it a mismatch.
         declared = _DeclaredInput(model)
-        model.__dict__[_DECLARED_ATTRIBUTE] = declared
+        _DECLARED[model] = declared
         dtype = declared.dtype()
         if dtype is not None and obs.dtype != dtype:
             raise InputError(

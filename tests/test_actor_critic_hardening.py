@@ -171,3 +171,23 @@ def test_dtype_check_follows_conversions_and_allows_autocast() -> None:
     model = model.float()
     with torch.autocast("cpu", dtype=torch.bfloat16):
         model.get_action_and_value(obs.to(torch.bfloat16))  # autocast casts inputs itself
+
+
+def test_models_stay_picklable_and_copies_independent_after_ppo_calls() -> None:
+    # The declared-input cache once lived in the module as a weakref: pickle failed after
+    # the first PPO call and deepcopy shared the original's parameter.
+    import copy
+    import pickle
+
+    from keisei_core.observations import make_legal_masks
+
+    model = build_model("actor-critic")
+    obs = make_observations(2, 46, 9)
+    masks = make_legal_masks(2, 13527)
+    model.get_action_and_value(obs, masks)
+    revived = pickle.loads(pickle.dumps(model))
+    twin = copy.deepcopy(model).double()
+    revived.get_action_and_value(obs, masks)
+    twin.get_action_and_value(obs.double(), masks)
+    with pytest.raises(InputError, match="expected torch.float64"):
+        twin.get_action_and_value(obs, masks)

@@ -75,7 +75,12 @@ def test_info_options(capsys: pytest.CaptureFixture[str]) -> None:
 def test_user_errors_exit_2_with_one_line(
     capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch, argv: list[str], message: str
 ) -> None:
-    # Built-ins only: the point is the one error line, not other plugins' warnings.
+    # Built-ins only: the point is the one error line, not other plugins' warnings. The
+    # CLI replaces the process-wide host; the original comes back after the test, so later
+    # tests in this process still see every installed plugin.
+    import keisei_core.plugins
+
+    monkeypatch.setattr(keisei_core.plugins, "_host", keisei_core.plugins._host)
     monkeypatch.setenv("KEISEI_PLUGINS", "")
     assert main(argv) == 2
     captured = capsys.readouterr()

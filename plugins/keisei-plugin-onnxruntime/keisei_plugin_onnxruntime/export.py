@@ -84,6 +84,9 @@ class ExportKey:
     observation: tuple[int, int, int]
     weights: str
     versions: Mapping[str, str] = attrs.field(factory=_versions)
+    # The composition and the forward wrappers the export traces through: without them
+    # ``bf16+onnxruntime`` would reuse the float32 export of the same weights.
+    recipe: tuple[str, ...] = ()
 
     def digest(self) -> str:
         payload = {
@@ -93,6 +96,7 @@ class ExportKey:
             "observation": list(self.observation),
             "weights": self.weights,
             "versions": dict(self.versions),
+            "recipe": list(self.recipe),
         }
         text = json.dumps(payload, sort_keys=True, default=str)
         return hashlib.sha256(text.encode()).hexdigest()

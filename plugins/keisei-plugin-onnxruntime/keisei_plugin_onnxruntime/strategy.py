@@ -16,6 +16,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from keisei_core.compile.wrapping import forward_wrappers, wrapper_name
 from keisei_core.introspect import model_shapes
 from keisei_core.observations import make_observations
 from keisei_core.specs import StrategyContext
@@ -98,7 +99,8 @@ def apply_onnxruntime(model: nn.Module, context: StrategyContext) -> nn.Module:
     shape = _observation_shape(model, context.example_obs)
     label, options = _identity(model, context)
     weights = weights_digest(model)
-    key = ExportKey(label=label, options=options, observation=shape, weights=weights)
+    recipe = (*context.composition, *(wrapper_name(w) for w in forward_wrappers(model)))
+    key = ExportKey(label=label, options=options, observation=shape, weights=weights, recipe=recipe)
     threads = torch.get_num_threads()
 
     exported, miss_reason = load_cached(key, context.cache_dir)

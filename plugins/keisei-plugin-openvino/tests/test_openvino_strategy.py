@@ -240,8 +240,7 @@ def test_copies_and_pickles_run_their_own_weights(
     twin = copy.deepcopy(compiled)
     assert runner_of(twin).compiled is runner_of(compiled).compiled  # shared, read-only
     assert_equivalent(eager, twin, batch=3)
-    # A model fresh from the (warm) cache: after a PPO call, main's actor-critic keeps a
-    # weakref in the module (_keisei_declared_input) that no model can be pickled with.
+    # A model fresh from the (warm) cache, converted once and then pickled.
     unused = build_model("actor-critic", **SMALL).eval()
     unused.load_state_dict(eager.state_dict())  # the same weights: the same cached IR
     fresh, _ = compile_copy(unused, Path(runner_of(compiled).context.cache_dir))
