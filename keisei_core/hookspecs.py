@@ -1,4 +1,4 @@
-"""The three extension points of keisei. Plugins implement them with ``@hookimpl``.
+"""The four extension points of keisei. Plugins implement them with ``@hookimpl``.
 
 Each hook receives a ``register`` callback; the core owns naming rules and collisions,
 so the order in which plugins load never changes what they may register.
@@ -33,8 +33,14 @@ def keisei_register_probes(register: Callable[[Any], None]) -> None:
     """Register benchmark probes: call ``register(ProbeSpec(...))`` once per probe."""
 
 
+@hookspec
+def keisei_register_commands(register: Callable[[Any], None]) -> None:
+    """Add ``keisei`` subcommands: call ``register(CommandSpec(...))`` once per command."""
+
+
 HOOK_NAMES: tuple[str, ...] = (
     "keisei_register_models",
     "keisei_register_compile_strategies",
     "keisei_register_probes",
+    "keisei_register_commands",
 )

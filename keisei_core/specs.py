@@ -9,6 +9,8 @@ from typing import TYPE_CHECKING, Any
 
 import attrs
 
+from keisei_core.import_strings import callable_ref
+
 if TYPE_CHECKING:
     import torch
     from torch import nn
@@ -84,7 +86,7 @@ class ModelSpec:
     """
 
     name: str = attrs.field(validator=_valid_name("model"))
-    build: Callable[[Any], nn.Module] = attrs.field(validator=_is_callable)
+    build: Callable[[Any], nn.Module] = attrs.field(converter=callable_ref, validator=_is_callable)
     options: type = attrs.field(default=NoOptions, validator=_is_attrs_class)
     description: str = ""
     defaults: Mapping[str, Any] = attrs.field(factory=dict, converter=dict)
@@ -149,7 +151,9 @@ class StrategySpec:
     """
 
     name: str = attrs.field(validator=_valid_name("strategy"))
-    apply: Callable[[nn.Module, StrategyContext], nn.Module] = attrs.field(validator=_is_callable)
+    apply: Callable[[nn.Module, StrategyContext], nn.Module] = attrs.field(
+        converter=callable_ref, validator=_is_callable
+    )
     description: str = ""
     kind: str = attrs.field(default="compiler", validator=attrs.validators.in_(("transform", "compiler")))
     devices: frozenset[str] = attrs.field(
@@ -177,7 +181,7 @@ class ProbeSpec:
     options, and a non-empty table for it is an error."""
 
     name: str = attrs.field(validator=_valid_name("probe"))
-    run: Callable[[Any], Any] = attrs.field(validator=_is_callable)
+    run: Callable[[Any], Any] = attrs.field(converter=callable_ref, validator=_is_callable)
     description: str = ""
     unit: str = ""
     devices: frozenset[str] = attrs.field(

@@ -37,8 +37,9 @@ def _panels(results: Results) -> list[tuple[str, str]]:
 
 
 def _grid(count: int) -> tuple[Any, list[Any]]:
-    import matplotlib
+    from keisei_core.optional import require
 
+    matplotlib = require("matplotlib", "keisei bench's plots")
     matplotlib.use("Agg", force=True)
     import matplotlib.pyplot as plt
 

@@ -1,5 +1,8 @@
 """``keisei``: entry point. Commands live one per module in ``keisei_core.cli.commands``;
-each defines ``NAME``, ``HELP``, ``configure(parser)`` and ``run(ctx) -> int``."""
+each defines ``NAME``, ``HELP``, ``configure(parser)`` and ``run(ctx) -> int``. Plugins add
+commands through the ``keisei_register_commands`` hook; plugins are loaded for that only
+when the command named is not a built-in one (or for ``--help``), so the built-in
+commands start as fast as before."""
 
 from __future__ import annotations
 
@@ -9,6 +12,7 @@ import pkgutil
 import sys
 from collections.abc import Sequence
 from types import ModuleType
+from typing import Any
 
 from keisei_core import __version__
 from keisei_core.cli import commands as commands_package
@@ -48,7 +52,9 @@ def _add_plugin_options(parser: argparse.ArgumentParser, *, top_level: bool) -> 
     )
 
 
-def build_parser() -> argparse.ArgumentParser:
+def build_parser(plugin_commands: Sequence[Any] = ()) -> argparse.ArgumentParser:
+    """The ``keisei`` parser: the built-in commands, then ``plugin_commands``
+    (registrations of :class:`~keisei_core.commands_spec.CommandSpec`)."""
     parser = argparse.ArgumentParser(
         prog="keisei",
         description="Plugin-registry research platform for actor-critic networks of board-game agents.",
@@ -61,17 +67,64 @@ def build_parser() -> argparse.ArgumentParser:
         _add_plugin_options(command, top_level=False)
         module.configure(command)
         command.set_defaults(_run=module.run)
+    for registration in plugin_commands:
+        spec = registration.spec
+        command = sub.add_parser(spec.name, help=spec.help, description=spec.help)
+        _add_plugin_options(command, top_level=False)
+        spec.configure(command)
+        command.set_defaults(_run=spec.run)
     return parser
 
 
+def _command_word(argv: Sequence[str]) -> str | None:
+    """The command named in ``argv`` (skipping the global options and their values)."""
+    pre = argparse.ArgumentParser(add_help=False)
+    _add_plugin_options(pre, top_level=True)
+    _known, rest = pre.parse_known_args(list(argv))
+    return next((word for word in rest if not word.startswith("-")), None)
+
+
+def _plugin_commands(argv: Sequence[str], host_holder: list[Any]) -> list[Any]:
+    """Plugin command registrations, loading the plugins only when they are needed."""
+    builtin = {module.NAME for module in command_modules()}
+    word = _command_word(argv)
+    wants_help = word is None and any(a in ("-h", "--help") for a in argv)
+    if (word is None or word in builtin) and not wants_help:
+        return []
+    from keisei_core.plugins import configure_host
+
+    pre = argparse.ArgumentParser(add_help=False)
+    _add_plugin_options(pre, top_level=True)
+    known, _ = pre.parse_known_args(list(argv))
+    host = configure_host(known.plugins, strict=True if known.strict_plugins else None).load()
+    host_holder.append(host)
+    usable = []
+    for registration in host.commands:
+        if registration.name in builtin:
+            print(
+                f"keisei: warning: plugin '{registration.plugin}' registers the command "
+                f"'{registration.name}', which is a built-in command; not added",
+                file=sys.stderr,
+            )
+            continue
+        usable.append(registration)
+    return usable
+
+
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = build_parser()
+    argv = list(sys.argv[1:] if argv is None else argv)
+    host_holder: list[Any] = []
+    try:
+        parser = build_parser(_plugin_commands(argv, host_holder))
+    except KeiseiError as exc:  # strict plugin loading
+        print(f"keisei: error: {exc}", file=sys.stderr)
+        return EXIT_USAGE
     args = parser.parse_args(argv)
     if not getattr(args, "_run", None):
         parser.print_help()
         return EXIT_USAGE
     try:
-        return int(args._run(CliContext(args)) or 0)
+        return int(args._run(CliContext(args, host_holder[0] if host_holder else None)) or 0)
     except KeiseiError as exc:
         print(f"keisei: error: {exc}", file=sys.stderr)
         return EXIT_USAGE

@@ -1,4 +1,4 @@
-"""The plugin host: loads plugins in isolation and fills the three registries.
+"""The plugin host: loads plugins in isolation and fills the registries.
 
 A plugin whose import fails, whose hook raises, or which registers something invalid or
 a name already taken is recorded as failed with a one-line reason; nothing it staged is
@@ -15,7 +15,11 @@ from typing import Any
 import pluggy
 
 from keisei_core import hookspecs
+from keisei_core.commands_spec import CommandSpec
 from keisei_core.errors import PluginError
+from keisei_core.import_strings import stamp_owner
+from keisei_core.oneline import one_line
+from keisei_core.plugins.api_version import api_version_problem
 from keisei_core.plugins.discovery import (
     apply_selection,
     builtin_records,
@@ -34,6 +38,7 @@ _HOOK_TARGETS: dict[str, tuple[str, type, str]] = {
     "keisei_register_models": ("models", ModelSpec, "model"),
     "keisei_register_compile_strategies": ("strategies", StrategySpec, "strategy"),
     "keisei_register_probes": ("probes", ProbeSpec, "probe"),
+    "keisei_register_commands": ("commands", CommandSpec, "command"),
 }
 
 
@@ -41,9 +46,7 @@ class _PluginFailure(Exception):
     """Internal: why one plugin could not be loaded (always one line)."""
 
 
-def one_line(exc: BaseException) -> str:
-    text = " ".join(str(exc).split())
-    return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
+__all__ = ["PluginHost", "one_line"]  # one_line: re-exported for older imports
 
 
 def _stderr_warning(message: str) -> None:
@@ -51,7 +54,8 @@ def _stderr_warning(message: str) -> None:
 
 
 class PluginHost:
-    """Discovers, loads and isolates plugins; owns the model, strategy and probe registries."""
+    """Discovers, loads and isolates plugins; owns the model, strategy, probe and command
+    registries."""
 
     def __init__(
         self,
@@ -67,6 +71,7 @@ class PluginHost:
         self.models: Registry[ModelSpec] = Registry("model", ModelSpec)
         self.strategies: Registry[StrategySpec] = Registry("strategy", StrategySpec)
         self.probes: Registry[ProbeSpec] = Registry("probe", ProbeSpec)
+        self.commands: Registry[CommandSpec] = Registry("command", CommandSpec)
         self._warn = warn or _stderr_warning
         self._pm = pluggy.PluginManager(hookspecs.PROJECT_NAME)
         self._pm.add_hookspecs(hookspecs)
@@ -107,10 +112,21 @@ class PluginHost:
     def _load_one(self, record: PluginRecord) -> None:
         plugin: Any = None
         try:
+            torch_before = "torch" in sys.modules
             try:
                 plugin = import_target(record.target, record.source)
             except Exception as exc:
                 raise _PluginFailure(f"import of '{record.target}' failed: {one_line(exc)}") from exc
+            if not torch_before and "torch" in sys.modules:
+                # Every keisei command would pay torch's import (~1-2 s) for this plugin.
+                self._warn(
+                    f"plugin '{record.name}' imports torch when '{record.target}' is imported; "
+                    "import torch inside the functions that need it (or name them by import "
+                    "string) so listing stays fast"
+                )
+            problem = api_version_problem(getattr(plugin, "KEISEI_PLUGIN_API", None))
+            if problem:
+                raise _PluginFailure(problem)
             self._register_with_pluggy(record, plugin)
             staged = self._collect(record, plugin)
             self._check_collisions(record, staged)
@@ -197,7 +213,7 @@ class PluginHost:
             elif any(r.name == getattr(spec, "name", None) for r in staged):
                 message = f"{kind} '{getattr(spec, 'name', '?')}' registered twice by the same plugin"
             else:
-                staged.append(Registration(spec, record.name, record.distribution))
+                staged.append(Registration(stamp_owner(spec, record.name), record.name, record.distribution))
                 return
             errors.append(message)
             raise _PluginFailure(message)

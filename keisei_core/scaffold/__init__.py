@@ -3,8 +3,9 @@
 Templates live in ``keisei_core/scaffold/templates/`` (package data, ``*.tmpl``):
 ``common/`` for every kind plus one folder per kind (``model``, ``strategy``,
 ``probe``). In paths, ``__package__`` becomes the import package; in contents,
-``{{name}}``, ``{{dist}}``, ``{{package}}``, ``{{ident}}``, ``{{title}}``, ``{{summary}}``
-and ``{{core_version}}`` are replaced. Nothing here imports torch.
+``{{name}}``, ``{{dist}}``, ``{{package}}``, ``{{ident}}``, ``{{title}}``, ``{{summary}}``,
+``{{core_version}}``, ``{{core_upper}}`` (the end of the compatible keisei-core range) and
+``{{plugin_api}}`` (the plugin API version) are replaced. Nothing here imports torch.
 """
 
 from __future__ import annotations
@@ -66,8 +67,12 @@ class PluginNames:
 
     def values(self) -> dict[str, str]:
         from keisei_core import __version__
+        from keisei_core.plugin import API_VERSION
 
-        major_minor = ".".join(__version__.split(".")[:2])
+        major, minor = (int(part) for part in __version__.split(".")[:2])
+        major_minor = f"{major}.{minor}"
+        # 0.x: a minor release may break the API, so the range ends at the next minor.
+        core_upper = f"0.{minor + 1}" if major == 0 else f"{major + 1}"
         return {
             "name": self.name,
             "dist": self.dist,
@@ -76,6 +81,8 @@ class PluginNames:
             "title": self.title,
             "summary": self.summary,
             "core_version": major_minor,
+            "core_upper": core_upper,
+            "plugin_api": API_VERSION,
         }
 
 

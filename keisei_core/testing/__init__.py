@@ -8,7 +8,9 @@
   through the ``pytest11`` entry point) adds fixtures and ``--keisei-*`` options.
 
 Names load on first access: importing this package imports neither torch nor pytest,
-so the pytest plugin stays cheap for test runs that never use the kit.
+so the pytest plugin stays cheap for test runs that never use the kit. The kit needs
+pytest and hypothesis, the ``testing`` extra (``pip install 'keisei-core[testing]'``);
+without them, its first name used is one error saying so.
 """
 
 from __future__ import annotations
@@ -33,6 +35,10 @@ def __getattr__(name: str) -> Any:
     module = _LAZY.get(name)
     if module is None:
         raise AttributeError(f"module 'keisei_core.testing' has no attribute {name!r}")
+    from keisei_core.optional import require
+
+    for needed in ("pytest", "hypothesis"):
+        require(needed, f"keisei_core.testing.{name}")
     if name == "strategies":
         value: Any = importlib.import_module(module)
     else:

@@ -65,10 +65,9 @@ class WandbTracker:
 
     # -- observer interface --------------------------------------------------------------
     def on_start(self, results: Results) -> None:
-        try:
-            import wandb
-        except ImportError as exc:  # pragma: no cover - wandb is a dependency
-            raise KeiseiError(f"W&B tracking needs the wandb package ({exc}); or pass --wandb disabled") from None
+        from keisei_core.optional import require
+
+        wandb = require("wandb", "W&B tracking (--wandb disabled turns it off)")
         directory = os.environ.get("WANDB_DIR") or str(self.out_dir)
         Path(directory).mkdir(parents=True, exist_ok=True)
         try:

@@ -60,6 +60,7 @@ def run(ctx: CliContext) -> int:
     from keisei_core.bench.plots import write_plots
     from keisei_core.bench.table import format_header, format_results_table
     from keisei_core.config import load_experiment
+    from keisei_core.optional import available, missing_message
 
     shard = None
     if ctx.args.shard:
@@ -87,7 +88,12 @@ def run(ctx: CliContext) -> int:
     )
     engine.validate()  # a bad name or option is a one-line error before anything starts
     tracker = None
-    if config.wandb.mode != "disabled":
+    notes: list[str] = []
+    if config.wandb.mode != "disabled" and not ctx.args.wandb and not available("wandb"):
+        # The default (offline) tracking is a convenience: without the extra, bench runs
+        # untracked; an explicit --wandb still fails with the same one-line message.
+        notes.append(f"wandb: skipped, {missing_message('wandb', 'W&B tracking')}")
+    elif config.wandb.mode != "disabled":
         from keisei_core.tracking import WandbTracker
 
         tracker = WandbTracker(config.wandb, out_dir, run_name=run_name)
@@ -101,18 +107,24 @@ def run(ctx: CliContext) -> int:
     table = format_results_table(results)
     header = format_header(results)
     (out_dir / "table.txt").write_text(f"{header}\n{table}\n", encoding="utf-8")
-    plots = write_plots(results, out_dir)
+    plots: list[Path] = []
+    if available("matplotlib"):
+        plots = write_plots(results, out_dir)
+    else:
+        notes.append(f"plots: skipped, {missing_message('matplotlib', 'plotting')}")
     print(header)
     print(table)
     if tracker is not None:
         tracker.finish(results, table=table, plots=plots)
-    _summary(results, out_dir, plots, tracker)
+    _summary(results, out_dir, plots, tracker, notes)
     if results.run.get("status") == "interrupted":
         return EXIT_TERMINATED if results.run.get("signal") == "SIGTERM" else EXIT_INTERRUPTED
     return 0
 
 
-def _summary(results: object, out_dir: Path, plots: list[Path], tracker: object | None) -> None:
+def _summary(
+    results: object, out_dir: Path, plots: list[Path], tracker: object | None, notes: list[str]
+) -> None:
     from keisei_core.bench.results import Results
 
     assert isinstance(results, Results)
@@ -127,4 +139,5 @@ def _summary(results: object, out_dir: Path, plots: list[Path], tracker: object 
     run_dir = getattr(tracker, "run_dir", None)
     if run_dir:
         lines.append(f"wandb: {run_dir}")
+    lines.extend(notes)
     print("\n".join(lines), file=sys.stderr)

@@ -11,7 +11,7 @@ from typing import Any, Literal
 
 import attrs
 
-from keisei_core.errors import ConfigError, KeiseiError
+from keisei_core.plugin import ConfigError, KeiseiError
 
 PROBE_NAME = "train-step-ddp"
 OPTIONS_WHERE = f"probe_options.{PROBE_NAME}"
@@ -74,7 +74,7 @@ class DdpPlan:
 
 
 def parse_options(data: Mapping[str, Any] | None, where: str = OPTIONS_WHERE) -> DdpOptions:
-    from keisei_core.config.converter import structure
+    from keisei_core.plugin import structure_options as structure
 
     return structure(dict(data or {}), DdpOptions, where)
 

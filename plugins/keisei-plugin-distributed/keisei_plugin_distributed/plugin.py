@@ -1,31 +1,23 @@
-"""The keisei plugin: registers the ``train-step-ddp`` probe.
+"""The keisei plugin: registers the ``train-step-ddp`` probe and the ``keisei ddp-bench`` command.
 
 This is the module the entry point names; it imports neither torch nor the code that
-needs it (:mod:`keisei_plugin_distributed.probe` is imported when a cell runs).
+needs it: the probe and the command are named by import string and imported when used.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from typing import Any
-
-from keisei_core.hookspecs import hookimpl
-from keisei_core.specs import ProbeSpec
+from keisei_core.plugin import CommandRegister, CommandSpec, ProbeRegister, ProbeSpec, hookimpl
 from keisei_plugin_distributed.options import PROBE_NAME, DdpOptions
 
-
-def run_train_step_ddp(context: Any) -> Any:
-    from keisei_plugin_distributed.probe import run_train_step_ddp as run
-
-    return run(context)
+KEISEI_PLUGIN_API = "1.0"
 
 
 @hookimpl
-def keisei_register_probes(register: Callable[[ProbeSpec], None]) -> None:
+def keisei_register_probes(register: ProbeRegister) -> None:
     register(
         ProbeSpec(
             name=PROBE_NAME,
-            run=run_train_step_ddp,
+            run="keisei_plugin_distributed.probe:run_train_step_ddp",
             description=(
                 "global samples/s of PPO update steps under DistributedDataParallel (gloo on CPU, "
                 "NCCL on GPU); per-rank rates and scaling efficiency against one rank in extra"
@@ -33,5 +25,20 @@ def keisei_register_probes(register: Callable[[ProbeSpec], None]) -> None:
             unit="samples/s",
             needs_training=True,
             options=DdpOptions,
+        )
+    )
+
+
+@hookimpl
+def keisei_register_commands(register: CommandRegister) -> None:
+    register(
+        CommandSpec(
+            name="ddp-bench",
+            run="keisei_plugin_distributed.torchrun:run_command",
+            configure="keisei_plugin_distributed.torchrun:configure",
+            help=(
+                "under torchrun (torchrun --no-python ... keisei ddp-bench CONFIG): measure "
+                "train-step-ddp for every cell of a bench config; rank 0 writes results.json"
+            ),
         )
     )

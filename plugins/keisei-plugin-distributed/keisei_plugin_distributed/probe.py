@@ -13,8 +13,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from keisei_core.bench.probe_api import ProbeContext, ProbeResult, ProbeUnsupported
-from keisei_core.bench.stats import Statistics
+from keisei_core.plugin import ProbeContext, ProbeResult, ProbeUnsupported, Statistics
 from keisei_plugin_distributed.options import PROBE_NAME, DdpPlan, parse_options, resolve_plan
 
 

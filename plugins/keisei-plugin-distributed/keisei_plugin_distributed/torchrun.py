@@ -20,6 +20,9 @@ Example (2 nodes x 8 GPUs)::
     torchrun --nnodes 2 --nproc-per-node 8 --rdzv-backend c10d \\
         --rdzv-endpoint "$HEAD_NODE:29500" --rdzv-id keisei-ddp \\
         -m keisei_plugin_distributed.torchrun configs/ddp.toml --out results/ddp
+
+The same runner is the ``keisei ddp-bench`` command (``torchrun --no-python ... keisei
+ddp-bench CONFIG``), registered through the ``keisei_register_commands`` hook.
 """
 
 from __future__ import annotations
@@ -32,7 +35,7 @@ from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-from keisei_core.errors import KeiseiError
+from keisei_core.plugin import KeiseiError
 from keisei_plugin_distributed.options import (
     PROBE_NAME,
     DistributedProbeError,
@@ -47,16 +50,31 @@ TORCHRUN_VARIABLES = ("RANK", "LOCAL_RANK", "WORLD_SIZE", "MASTER_ADDR", "MASTER
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="python -m keisei_plugin_distributed.torchrun",
-        description="Measure train-step-ddp for every (model, strategy, batch size) of a bench config; "
-        "start it with torchrun.",
+        description=COMMAND_HELP,
     )
+    configure(parser)
+    parser.add_argument("-p", "--plugin", dest="plugins", action="append", default=[], metavar="PLUGIN",
+                        help="load a local plugin (.py file or module) on every rank")
+    return parser
+
+
+COMMAND_HELP = (
+    "Measure train-step-ddp for every (model, strategy, batch size) of a bench config; "
+    "start it with torchrun."
+)
+
+
+def configure(parser: argparse.ArgumentParser) -> None:
+    """The runner's arguments (``keisei ddp-bench`` adds ``-p`` itself, like every command)."""
     parser.add_argument("config", help="keisei bench config (TOML)")
     parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                         help="override a config key, as keisei bench --set")
     parser.add_argument("--out", metavar="DIR", help="results folder (default: <output_dir>/<name>-ddp-<time>)")
-    parser.add_argument("-p", "--plugin", dest="plugins", action="append", default=[], metavar="PLUGIN",
-                        help="load a local plugin (.py file or module) on every rank")
-    return parser
+
+
+def run_command(ctx: Any) -> int:
+    """``torchrun --no-python ... keisei ddp-bench CONFIG``: the same runner as a keisei command."""
+    return run(ctx.args)
 
 
 def torchrun_environment(env: dict[str, str] | None = None) -> tuple[int, int, int]:
@@ -89,13 +107,16 @@ def run(args: argparse.Namespace) -> int:
     import torch
     import torch.distributed as dist
 
-    from keisei_core.bench.engine import BenchEngine
-    from keisei_core.bench.manifest import environment_manifest, load_average
-    from keisei_core.bench.results import Results
-    from keisei_core.bench.shards import config_fingerprint
-    from keisei_core.config import load_experiment
-    from keisei_core.config.experiment import experiment_to_dict
-    from keisei_core.plugins import PluginHost
+    from keisei_core.plugin import (
+        BenchEngine,
+        PluginHost,
+        Results,
+        config_fingerprint,
+        environment_manifest,
+        experiment_to_dict,
+        load_average,
+        load_experiment,
+    )
 
     rank, local_rank, world_size = torchrun_environment()
     config = load_experiment(args.config, args.overrides)
@@ -160,9 +181,13 @@ def _cells(config: Any, host: Any, plan: Any, plugins: list[str], local_rank: in
     """Each (model, strategy, batch size) cell, measured by every rank together."""
     import time
 
-    from keisei_core.bench.results import CellRecord
-    from keisei_core.bench.strategies import StrategyUnsupported, check_support
-    from keisei_core.models import options_as_dict, resolve_options
+    from keisei_core.plugin import (
+        CellRecord,
+        StrategyUnsupported,
+        check_support,
+        options_as_dict,
+        resolve_options,
+    )
     from keisei_plugin_distributed.probe import cell_task, summary_to_result
     from keisei_plugin_distributed.worker import CellBuildFailed, run_cell_in_group
 
@@ -210,7 +235,7 @@ def _describe(cell: Any) -> str:
 
 
 def _now() -> str:
-    from keisei_core.bench.engine import now_iso
+    from keisei_core.plugin import now_iso
 
     return now_iso()
 

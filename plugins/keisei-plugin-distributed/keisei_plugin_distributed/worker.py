@@ -136,12 +136,15 @@ def _rank_device(task: Mapping[str, Any], local_rank: int) -> torch.device:
 def run_cell_in_group(task: Mapping[str, Any], *, local_rank: int, phase: PhaseLog | None = None) -> dict[str, Any]:
     """Measure one cell inside an initialised process group; every rank returns the
     gathered summary (``ranks`` holds one entry per rank)."""
-    from keisei_core.bench.child import apply_cell_strategy, build_probe_context
-    from keisei_core.bench.stats import summarize
-    from keisei_core.bench.timing import measure
-    from keisei_core.bench.workloads import ppo_step
-    from keisei_core.config.experiment import BenchSettings
-    from keisei_core.plugins import PluginHost
+    from keisei_core.plugin import (
+        BenchSettings,
+        PluginHost,
+        apply_cell_strategy,
+        build_probe_context,
+        measure,
+        ppo_step,
+        summarize,
+    )
 
     rank, world_size = dist.get_rank(), dist.get_world_size()
     phase = phase or PhaseLog(None, rank)

@@ -28,6 +28,12 @@ DTYPES = ("float32", "bfloat16", "float16")
 
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m keisei_plugin_fused_se.bench", description=__doc__.splitlines()[0])
+    configure(parser)
+    return parser
+
+
+def configure(parser: argparse.ArgumentParser) -> None:
+    """The bench's arguments, for ``python -m keisei_plugin_fused_se.bench`` and ``keisei fused-se-bench``."""
     parser.add_argument("--batch", type=int, default=64)
     parser.add_argument("--channels", type=int, default=256)
     parser.add_argument("--board", type=int, default=9)
@@ -46,7 +52,6 @@ def _parser() -> argparse.ArgumentParser:
         "--model", default=None,
         help="time a registered model (eager vs fused-se, acting and PPO steps) instead of one unit",
     )  # fmt: skip
-    return parser
 
 
 def _check(args: argparse.Namespace) -> str | None:
@@ -64,8 +69,12 @@ def _check(args: argparse.Namespace) -> str | None:
 def run(args: argparse.Namespace) -> dict[str, Any]:
     import torch
 
-    from keisei_core.bench.timing import measure_interleaved
-    from keisei_core.nn.se import SqueezeExcitation, SqueezeExcitationFiLM, se_hidden_width
+    from keisei_core.plugin import (
+        SqueezeExcitation,
+        SqueezeExcitationFiLM,
+        measure_interleaved,
+        se_hidden_width,
+    )
     from keisei_plugin_fused_se import unit_timing
     from keisei_plugin_fused_se.ops import cpu_kernel_isa, require_kernels
 
@@ -132,12 +141,15 @@ def run_model(args: argparse.Namespace) -> dict[str, Any]:
 
     import torch
 
-    from keisei_core.api import build_model
-    from keisei_core.bench.probe_api import ProbeContext
-    from keisei_core.bench.timing import measure_interleaved
-    from keisei_core.bench.workloads import act_call, ppo_step
-    from keisei_core.config.experiment import BenchSettings
-    from keisei_core.introspect import model_shapes
+    from keisei_core.plugin import (
+        BenchSettings,
+        ProbeContext,
+        act_call,
+        build_model,
+        measure_interleaved,
+        model_shapes,
+        ppo_step,
+    )
     from keisei_plugin_fused_se.errors import FusedSEError
     from keisei_plugin_fused_se.module import fuse_se_units
     from keisei_plugin_fused_se.ops import cpu_kernel_isa, require_kernels
@@ -251,12 +263,20 @@ def format_results(results: dict[str, Any]) -> str:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    args = _parser().parse_args(argv)
+    return run_parsed(_parser().parse_args(argv))
+
+
+def run_command(ctx: Any) -> int:
+    """``keisei fused-se-bench ...``: the same bench as a keisei command."""
+    return run_parsed(ctx.args)
+
+
+def run_parsed(args: argparse.Namespace) -> int:
     problem = _check(args)
     if problem is not None:
         print(f"error: {problem}", file=sys.stderr)
         return 2
-    from keisei_core.errors import KeiseiError
+    from keisei_core.plugin import KeiseiError
 
     try:
         results = run_model(args) if args.model else run(args)

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from keisei_core.errors import KeiseiError
+from keisei_core.plugin import KeiseiError
 
 
 class FusedSEError(KeiseiError):

@@ -11,7 +11,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor, nn
 
-from keisei_core.nn.se import SEUnit, SqueezeExcitation, SqueezeExcitationFiLM
+from keisei_core.plugin import SEUnit, SqueezeExcitation, SqueezeExcitationFiLM
 from keisei_plugin_fused_se.ops import se_unit
 
 # Units whose forward is exactly the math of the fused op. A subclass that overrides

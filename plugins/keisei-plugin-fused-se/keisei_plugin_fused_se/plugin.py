@@ -1,4 +1,5 @@
-"""keisei registrations of the fused SE plugin: strategy ``fused-se`` and probe ``se-op``.
+"""keisei registrations of the fused SE plugin: strategy ``fused-se``, probe ``se-op`` and
+the ``keisei fused-se-bench`` command.
 
 Importing this module imports neither torch nor the C++ library; the strategy and the
 probe import them when they run.
@@ -6,16 +7,23 @@ probe import them when they run.
 
 from __future__ import annotations
 
-from collections.abc import Callable
-
-from keisei_core.hookspecs import hookimpl
-from keisei_core.specs import ProbeSpec, StrategySpec
+from keisei_core.plugin import (
+    CommandRegister,
+    CommandSpec,
+    ProbeRegister,
+    ProbeSpec,
+    StrategyRegister,
+    StrategySpec,
+    hookimpl,
+)
 from keisei_plugin_fused_se.probe import run_se_op
 from keisei_plugin_fused_se.strategy import apply_fused_se
 
+KEISEI_PLUGIN_API = "1.0"
+
 
 @hookimpl
-def keisei_register_compile_strategies(register: Callable[[StrategySpec], None]) -> None:
+def keisei_register_compile_strategies(register: StrategyRegister) -> None:
     register(
         StrategySpec(
             name="fused-se",
@@ -32,7 +40,7 @@ def keisei_register_compile_strategies(register: Callable[[StrategySpec], None])
 
 
 @hookimpl
-def keisei_register_probes(register: Callable[[ProbeSpec], None]) -> None:
+def keisei_register_probes(register: ProbeRegister) -> None:
     register(
         ProbeSpec(
             name="se-op",
@@ -45,5 +53,20 @@ def keisei_register_probes(register: Callable[[ProbeSpec], None]) -> None:
             unit="x",
             needs_training=False,
             higher_is_better=True,
+        )
+    )
+
+
+@hookimpl
+def keisei_register_commands(register: CommandRegister) -> None:
+    register(
+        CommandSpec(
+            name="fused-se-bench",
+            run="keisei_plugin_fused_se.bench:run_command",
+            configure="keisei_plugin_fused_se.bench:configure",
+            help=(
+                "time the SE unit alone (eager vs compiled vs fused op), or a whole model with "
+                "--model NAME; the same as python -m keisei_plugin_fused_se.bench"
+            ),
         )
     )

@@ -19,7 +19,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from keisei_core.bench.probe_api import ProbeContext, ProbeResult, ProbeUnsupported
+from keisei_core.plugin import ProbeContext, ProbeResult, ProbeUnsupported
 
 
 def _cache_key(context: ProbeContext) -> str:

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from keisei_core.specs import StrategyContext
+from keisei_core.plugin import StrategyContext
 
 if TYPE_CHECKING:
     from torch import nn

@@ -18,8 +18,7 @@ import attrs
 import torch
 from torch import Tensor, nn
 
-from keisei_core.bench.stats import Statistics, summarize
-from keisei_core.nn.se import SEUnit
+from keisei_core.plugin import SEUnit, Statistics, summarize
 from keisei_plugin_fused_se.module import FusedSEUnit, unfusable_reason
 
 FORMS = ("eager", "compiled", "fused")

@@ -25,10 +25,15 @@ import attrs
 import torch
 from torch import nn
 
-from keisei_core.compile.artifacts import artifact_key, artifact_path, build_atomically
-from keisei_core.compile.wrapping import add_forward_wrapper, forward_wrappers
-from keisei_core.errors import InputError
-from keisei_core.specs import StrategyContext
+from keisei_core.plugin import (
+    InputError,
+    StrategyContext,
+    add_forward_wrapper,
+    artifact_key,
+    artifact_path,
+    build_atomically,
+    forward_wrappers,
+)
 
 STRATEGY = "aot-inductor"
 

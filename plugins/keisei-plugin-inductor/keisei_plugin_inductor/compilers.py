@@ -14,8 +14,7 @@ from typing import Any
 
 from torch import nn
 
-from keisei_core.compile.inplace import compile_in_place
-from keisei_core.specs import StrategyContext
+from keisei_core.plugin import StrategyContext, compile_in_place
 
 
 def use_keisei_cache(context: StrategyContext) -> str:

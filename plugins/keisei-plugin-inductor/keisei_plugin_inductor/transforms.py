@@ -14,8 +14,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from keisei_core.compile.wrapping import add_forward_wrapper
-from keisei_core.specs import StrategyContext
+from keisei_core.plugin import StrategyContext, add_forward_wrapper
 
 
 def channels_last_input(module: nn.Module, inner: Any, obs: torch.Tensor, *args: Any, **kwargs: Any) -> Any:

@@ -33,7 +33,7 @@ import attrs
 import torch
 from torch import nn
 
-from keisei_core.atomic_files import write_bytes_atomic
+from keisei_core.plugin import write_bytes_atomic
 from keisei_plugin_onnxruntime import __version__ as plugin_version
 from keisei_plugin_onnxruntime.errors import OnnxExportError
 

@@ -8,11 +8,12 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import TYPE_CHECKING
 
-from keisei_core.hookspecs import hookimpl
-from keisei_core.specs import StrategyContext, StrategySpec
+from keisei_core.plugin import StrategyContext, StrategySpec, hookimpl
 
 if TYPE_CHECKING:
     from torch import nn
+
+KEISEI_PLUGIN_API = "1.0"  # the keisei plugin API (keisei_core.plugin) this plugin is written for
 
 STRATEGY_NAME = "onnxruntime"
 

@@ -23,7 +23,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from keisei_core.actor_critic import ActorCriticMixin
+from keisei_core.plugin import ActorCriticMixin
 from keisei_plugin_research.layers import (
     SquarePolicyHead,
     SquareTokens,

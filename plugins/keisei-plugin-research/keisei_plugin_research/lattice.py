@@ -22,7 +22,7 @@ import torch.nn.functional as F
 from torch import nn
 from torch.autograd.function import once_differentiable
 
-from keisei_core.actor_critic import ActorCriticMixin
+from keisei_core.plugin import ActorCriticMixin
 from keisei_plugin_research.layers import SquarePolicyHead, ValueHead
 from keisei_plugin_research.options import CellLatticeOptions
 

@@ -9,8 +9,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
-from keisei_core.hookspecs import hookimpl
-from keisei_core.specs import ModelSpec
+from keisei_core.plugin import ModelSpec, hookimpl
 from keisei_plugin_research.options import (
     CellLatticeOptions,
     ExpertsWithGhostsOptions,
@@ -19,6 +18,8 @@ from keisei_plugin_research.options import (
 
 if TYPE_CHECKING:
     from torch import nn
+
+KEISEI_PLUGIN_API = "1.0"  # the keisei plugin API (keisei_core.plugin) this plugin is written for
 
 
 def build_cell_lattice(options: CellLatticeOptions) -> nn.Module:

@@ -6,7 +6,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from keisei_core.actor_critic import ActorCriticMixin
+from keisei_core.plugin import ActorCriticMixin
 from keisei_plugin_research.layers import (
     FeedForward,
     SquarePolicyHead,

@@ -23,7 +23,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from keisei_core.nn import SEUnit
+from keisei_core.plugin import SEUnit
 
 
 def conv3x3(channels: int) -> nn.Conv2d:

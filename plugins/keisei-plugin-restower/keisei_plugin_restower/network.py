@@ -12,8 +12,13 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from keisei_core.actor_critic import ActorCriticMixin
-from keisei_core.nn import SEUnit, SqueezeExcitation, SqueezeExcitationFiLM, se_hidden_width
+from keisei_core.plugin import (
+    ActorCriticMixin,
+    SEUnit,
+    SqueezeExcitation,
+    SqueezeExcitationFiLM,
+    se_hidden_width,
+)
 from keisei_plugin_restower.blocks import GlobalPoolingBiasBlock, ResidualBlock
 from keisei_plugin_restower.options import ResTowerOptions
 

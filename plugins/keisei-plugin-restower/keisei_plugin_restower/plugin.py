@@ -10,12 +10,13 @@ from typing import TYPE_CHECKING, Any
 
 import attrs
 
-from keisei_core.hookspecs import hookimpl
-from keisei_core.specs import ModelSpec
+from keisei_core.plugin import ModelSpec, hookimpl
 from keisei_plugin_restower.options import ResTowerOptions
 
 if TYPE_CHECKING:
     from torch import nn
+
+KEISEI_PLUGIN_API = "1.0"  # the keisei plugin API (keisei_core.plugin) this plugin is written for
 
 FAMILY = "restower"
 

@@ -31,8 +31,7 @@ import torch
 from torch import nn
 from torch.utils.checkpoint import checkpoint
 
-from keisei_core.errors import KeiseiError
-from keisei_core.specs import StrategyContext
+from keisei_core.plugin import KeiseiError, StrategyContext
 
 REPEATED_BLOCKS_ATTRIBUTE = "keisei_repeated_blocks"
 

@@ -34,13 +34,13 @@ from typing import TYPE_CHECKING, Any
 
 import attrs
 
-from keisei_core.bench.probe_api import ProbeContext, ProbeResult
+from keisei_core.plugin import ProbeContext, ProbeResult
 
 if TYPE_CHECKING:
     import torch
     from torch import nn
 
-    from keisei_core.bench.probe_api import RolloutBatch
+    from keisei_core.plugin import RolloutBatch
 
 MIB = 1024 * 1024
 
@@ -180,12 +180,7 @@ def _finite_or_none(value: float) -> float | None:
 def run_stability(context: ProbeContext, settings: StabilitySettings | None = None) -> ProbeResult:
     import torch
 
-    from keisei_core.bench.workloads import (
-        LEARNING_RATE,
-        MAX_GRAD_NORM,
-        ppo_loss,
-        trainable_parameters,
-    )
+    from keisei_core.plugin import LEARNING_RATE, MAX_GRAD_NORM, ppo_loss, trainable_parameters
 
     settings = settings or StabilitySettings()
     model = context.model

@@ -21,7 +21,10 @@ import sys
 from collections.abc import Mapping
 from typing import Any
 
-from keisei_core.bench.child import (
+from keisei_core.plugin import (
+    ProbeContext,
+    ProbeResult,
+    ProbeUnsupported,
     build_probe_context,
     child_main,
     current_rss_bytes,
@@ -29,7 +32,6 @@ from keisei_core.bench.child import (
     reset_peak_rss,
     run_child,
 )
-from keisei_core.bench.probe_api import ProbeContext, ProbeResult, ProbeUnsupported
 
 MIB = 1024 * 1024
 CHILD_MODULE = "keisei_plugin_train_memory.train_memory"
@@ -76,7 +78,7 @@ def run_train_memory(context: ProbeContext) -> ProbeResult:
 def _cuda_train_memory(context: ProbeContext) -> ProbeResult:
     import torch
 
-    from keisei_core.bench.workloads import ppo_step
+    from keisei_core.plugin import ppo_step
 
     torch.cuda.synchronize()
     torch.cuda.reset_peak_memory_stats()
@@ -96,10 +98,7 @@ def _cuda_train_memory(context: ProbeContext) -> ProbeResult:
 def _measure(task: Mapping[str, Any]) -> dict[str, Any]:
     import torch
 
-    from keisei_core.bench.workloads import ppo_step
-    from keisei_core.compile import resolve_strategy
-    from keisei_core.plugins import PluginHost
-    from keisei_core.specs import StrategyContext
+    from keisei_core.plugin import PluginHost, StrategyContext, ppo_step, resolve_strategy
 
     torch.set_num_threads(int(task["threads"]))
     host = PluginHost(list(task.get("plugins", [])), warn=lambda _message: None).load()
@@ -149,7 +148,7 @@ def saved_for_backward_bytes(model: Any, batch: Any) -> int:
     """
     import torch
 
-    from keisei_core.bench.workloads import ppo_loss
+    from keisei_core.plugin import ppo_loss
 
     # Weights saved for backward exist anyway: only activations are counted.
     weights = {t.untyped_storage().data_ptr() for t in (*model.parameters(), *model.buffers())}

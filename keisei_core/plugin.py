@@ -1,0 +1,319 @@
+"""The declared plugin API: everything a keisei plugin imports from the core, in one module.
+
+A plugin imports only this module::
+
+    from keisei_core.plugin import ModelSpec, ModelRegister, hookimpl
+
+    KEISEI_PLUGIN_API = "1.0"   # the API version this plugin was written against
+
+    @hookimpl
+    def keisei_register_models(register: ModelRegister) -> None:
+        register(ModelSpec("my-net", build="my_plugin.network:build", options=MyOptions))
+
+Importing this module never imports torch. The names that need torch (the actor-critic
+mixin, the SE building blocks, compile and timing helpers) are listed in ``_LAZY`` and
+load on first access, so a plugin module can import them inside its functions, or at the
+top of the submodules that only run once torch is needed anyway.
+
+Versioning: :data:`API_VERSION` is ``"MAJOR.MINOR"``. A minor release only adds names;
+a major release may remove or change them. The host loads a plugin whose declared
+``KEISEI_PLUGIN_API`` has the host's major version and a minor version not newer than the
+host's; any other plugin is listed as failed with the reason. A plugin that declares no
+version is loaded as before (it predates the declaration).
+"""
+
+from __future__ import annotations
+
+import importlib
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
+
+from keisei_core.bench.probe_api import ProbeContext, ProbeResult, ProbeUnsupported, RolloutBatch
+from keisei_core.bench.stats import Statistics
+from keisei_core.commands_spec import CommandContext, CommandSpec
+from keisei_core.config.experiment import BenchSettings
+from keisei_core.errors import (
+    CheckpointError,
+    ConfigError,
+    InputError,
+    KeiseiError,
+    PluginError,
+    UnknownNameError,
+)
+from keisei_core.hookspecs import hookimpl
+from keisei_core.import_strings import ImportString
+from keisei_core.oneline import one_line
+from keisei_core.specs import ModelSpec, NoOptions, ProbeSpec, StrategyContext, StrategySpec
+
+if TYPE_CHECKING:  # the lazy names, typed for mypy and editors
+    from torch import nn
+
+    from keisei_core.actor_critic import (
+        ActorCriticMixin as ActorCriticMixin,
+    )
+    from keisei_core.api import (
+        build_model as build_model,
+    )
+    from keisei_core.atomic_files import (
+        write_bytes_atomic as write_bytes_atomic,
+    )
+    from keisei_core.bench.child import (
+        apply_cell_strategy as apply_cell_strategy,
+    )
+    from keisei_core.bench.child import (
+        build_probe_context as build_probe_context,
+    )
+    from keisei_core.bench.child import (
+        child_main as child_main,
+    )
+    from keisei_core.bench.child import (
+        current_rss_bytes as current_rss_bytes,
+    )
+    from keisei_core.bench.child import (
+        peak_rss_bytes as peak_rss_bytes,
+    )
+    from keisei_core.bench.child import (
+        reset_peak_rss as reset_peak_rss,
+    )
+    from keisei_core.bench.child import (
+        run_child as run_child,
+    )
+    from keisei_core.bench.engine import (
+        BenchEngine as BenchEngine,
+    )
+    from keisei_core.bench.engine import (
+        now_iso as now_iso,
+    )
+    from keisei_core.bench.manifest import (
+        environment_manifest as environment_manifest,
+    )
+    from keisei_core.bench.manifest import (
+        load_average as load_average,
+    )
+    from keisei_core.bench.results import (
+        CellRecord as CellRecord,
+    )
+    from keisei_core.bench.results import (
+        Results as Results,
+    )
+    from keisei_core.bench.shards import (
+        config_fingerprint as config_fingerprint,
+    )
+    from keisei_core.bench.stats import (
+        summarize as summarize,
+    )
+    from keisei_core.bench.strategies import (
+        StrategyUnsupported as StrategyUnsupported,
+    )
+    from keisei_core.bench.strategies import (
+        check_support as check_support,
+    )
+    from keisei_core.bench.timing import (
+        MIN_BLOCK_SECONDS as MIN_BLOCK_SECONDS,
+    )
+    from keisei_core.bench.timing import (
+        measure as measure,
+    )
+    from keisei_core.bench.timing import (
+        measure_interleaved as measure_interleaved,
+    )
+    from keisei_core.bench.workloads import (
+        LEARNING_RATE as LEARNING_RATE,
+    )
+    from keisei_core.bench.workloads import (
+        MAX_GRAD_NORM as MAX_GRAD_NORM,
+    )
+    from keisei_core.bench.workloads import (
+        act_call as act_call,
+    )
+    from keisei_core.bench.workloads import (
+        ppo_loss as ppo_loss,
+    )
+    from keisei_core.bench.workloads import (
+        ppo_step as ppo_step,
+    )
+    from keisei_core.bench.workloads import (
+        trainable_parameters as trainable_parameters,
+    )
+    from keisei_core.compile import (
+        resolve_strategy as resolve_strategy,
+    )
+    from keisei_core.compile.artifacts import (
+        artifact_key as artifact_key,
+    )
+    from keisei_core.compile.artifacts import (
+        artifact_path as artifact_path,
+    )
+    from keisei_core.compile.artifacts import (
+        build_atomically as build_atomically,
+    )
+    from keisei_core.compile.inplace import (
+        compile_in_place as compile_in_place,
+    )
+    from keisei_core.compile.wrapping import (
+        add_forward_wrapper as add_forward_wrapper,
+    )
+    from keisei_core.compile.wrapping import (
+        forward_wrappers as forward_wrappers,
+    )
+    from keisei_core.config import (
+        load_experiment as load_experiment,
+    )
+    from keisei_core.config.experiment import (
+        experiment_to_dict as experiment_to_dict,
+    )
+    from keisei_core.introspect import (
+        model_shapes as model_shapes,
+    )
+    from keisei_core.models import (
+        options_as_dict as options_as_dict,
+    )
+    from keisei_core.models import (
+        resolve_options as resolve_options,
+    )
+    from keisei_core.nn.se import (
+        SEUnit as SEUnit,
+    )
+    from keisei_core.nn.se import (
+        SqueezeExcitation as SqueezeExcitation,
+    )
+    from keisei_core.nn.se import (
+        SqueezeExcitationFiLM as SqueezeExcitationFiLM,
+    )
+    from keisei_core.nn.se import (
+        se_hidden_width as se_hidden_width,
+    )
+    from keisei_core.observations import (
+        make_legal_masks as make_legal_masks,
+    )
+    from keisei_core.observations import (
+        make_observations as make_observations,
+    )
+    from keisei_core.plugins import (
+        PluginHost as PluginHost,
+    )
+
+API_VERSION = "1.0"
+"""The plugin API version of this keisei-core (``MAJOR.MINOR``)."""
+
+# -- what each hook's ``register`` callback takes -------------------------------------------
+ModelRegister = Callable[[ModelSpec], None]
+StrategyRegister = Callable[[StrategySpec], None]
+ProbeRegister = Callable[[ProbeSpec], None]
+CommandRegister = Callable[[CommandSpec], None]
+
+# -- the callables a spec names ----------------------------------------------------------
+ModelBuild = Callable[[Any], "nn.Module"]
+StrategyApply = Callable[["nn.Module", StrategyContext], "nn.Module"]
+ProbeRun = Callable[[ProbeContext], ProbeResult]
+
+# Names that import torch (or modules that do): loaded on first access.
+_LAZY: dict[str, str] = {
+    # models
+    "ActorCriticMixin": "keisei_core.actor_critic",
+    "SEUnit": "keisei_core.nn.se",
+    "SqueezeExcitation": "keisei_core.nn.se",
+    "SqueezeExcitationFiLM": "keisei_core.nn.se",
+    "se_hidden_width": "keisei_core.nn.se",
+    "build_model": "keisei_core.api",
+    "options_as_dict": "keisei_core.models",
+    "resolve_options": "keisei_core.models",
+    "model_shapes": "keisei_core.introspect",
+    "make_observations": "keisei_core.observations",
+    "make_legal_masks": "keisei_core.observations",
+    # strategies
+    "compile_in_place": "keisei_core.compile.inplace",
+    "add_forward_wrapper": "keisei_core.compile.wrapping",
+    "forward_wrappers": "keisei_core.compile.wrapping",
+    "artifact_key": "keisei_core.compile.artifacts",
+    "artifact_path": "keisei_core.compile.artifacts",
+    "build_atomically": "keisei_core.compile.artifacts",
+    "resolve_strategy": "keisei_core.compile",
+    # probes and measurement
+    "measure": "keisei_core.bench.timing",
+    "measure_interleaved": "keisei_core.bench.timing",
+    "MIN_BLOCK_SECONDS": "keisei_core.bench.timing",
+    "summarize": "keisei_core.bench.stats",
+    "act_call": "keisei_core.bench.workloads",
+    "ppo_loss": "keisei_core.bench.workloads",
+    "ppo_step": "keisei_core.bench.workloads",
+    "trainable_parameters": "keisei_core.bench.workloads",
+    "LEARNING_RATE": "keisei_core.bench.workloads",
+    "MAX_GRAD_NORM": "keisei_core.bench.workloads",
+    # probes that measure in a child process of their own (memory, compile time)
+    "child_main": "keisei_core.bench.child",
+    "run_child": "keisei_core.bench.child",
+    "current_rss_bytes": "keisei_core.bench.child",
+    "peak_rss_bytes": "keisei_core.bench.child",
+    "reset_peak_rss": "keisei_core.bench.child",
+    # files and options
+    "write_bytes_atomic": "keisei_core.atomic_files",
+    "structure_options": "keisei_core.config.converter",
+    # Runners that execute the benchmark matrix themselves (the torchrun runner of
+    # keisei-plugin-distributed): the engine's building blocks. Provisional: they will
+    # give way to executors of keisei_core.bench.run.
+    "BenchEngine": "keisei_core.bench.engine",
+    "CellRecord": "keisei_core.bench.results",
+    "Results": "keisei_core.bench.results",
+    "StrategyUnsupported": "keisei_core.bench.strategies",
+    "apply_cell_strategy": "keisei_core.bench.child",
+    "build_probe_context": "keisei_core.bench.child",
+    "check_support": "keisei_core.bench.strategies",
+    "config_fingerprint": "keisei_core.bench.shards",
+    "environment_manifest": "keisei_core.bench.manifest",
+    "experiment_to_dict": "keisei_core.config.experiment",
+    "load_average": "keisei_core.bench.manifest",
+    "load_experiment": "keisei_core.config",
+    "now_iso": "keisei_core.bench.engine",
+    "PluginHost": "keisei_core.plugins",
+}
+
+# A public name that differs from the name in its module.
+_RENAMED: dict[str, str] = {"structure_options": "structure"}
+
+__all__ = [
+    "API_VERSION",
+    "BenchSettings",
+    "CheckpointError",
+    "CommandContext",
+    "CommandRegister",
+    "CommandSpec",
+    "ConfigError",
+    "ImportString",
+    "InputError",
+    "KeiseiError",
+    "ModelBuild",
+    "ModelRegister",
+    "ModelSpec",
+    "NoOptions",
+    "PluginError",
+    "ProbeContext",
+    "ProbeRegister",
+    "ProbeResult",
+    "ProbeRun",
+    "ProbeSpec",
+    "ProbeUnsupported",
+    "RolloutBatch",
+    "Statistics",
+    "StrategyApply",
+    "StrategyContext",
+    "StrategyRegister",
+    "StrategySpec",
+    "UnknownNameError",
+    "hookimpl",
+    "one_line",
+    *_LAZY,
+]
+
+
+def __getattr__(name: str) -> Any:
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module 'keisei_core.plugin' has no attribute {name!r}")
+    value = getattr(importlib.import_module(module), _RENAMED.get(name, name))
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(__all__)
