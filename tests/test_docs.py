@@ -20,6 +20,7 @@ import pluggy
 import pytest
 
 from keisei_core import hookspecs
+from keisei_core.commands_spec import CommandSpec
 from keisei_core.cli.main import build_parser
 from keisei_core.config.experiment import ExperimentConfig, load_experiment
 from keisei_core.config.files import tomllib
@@ -82,6 +83,7 @@ def test_every_hook_is_documented_and_every_documented_hook_exists() -> None:
         ("keisei_register_compile_strategies", StrategySpec),
         ("keisei_register_compile_strategies", StrategyContext),
         ("keisei_register_probes", ProbeSpec),
+        ("keisei_register_commands", CommandSpec),
     ],
 )
 def test_every_spec_field_is_documented_with_its_hook(hook: str, cls: type) -> None:
@@ -99,8 +101,9 @@ def _subparsers(parser: argparse.ArgumentParser) -> dict[str, argparse.ArgumentP
 
 
 def commands() -> Iterator[tuple[str, argparse.ArgumentParser]]:
-    """('keisei models', parser), ('keisei config show', parser), ... (recursively)."""
-    stack = [("keisei", build_parser())]
+    """('keisei models', parser), ('keisei config show', parser), ... (recursively), with
+    the commands the installed first-party plugins add."""
+    stack = [("keisei", build_parser(get_host().commands))]
     while stack:
         path, parser = stack.pop()
         yield path, parser

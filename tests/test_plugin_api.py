@@ -132,27 +132,35 @@ def test_import_string_format_and_pickling() -> None:
     assert ModelSpec("m", build=len).build is len  # a callable stays as it is
 
 
-def test_a_plugin_that_imports_torch_at_import_is_named_in_a_warning(tmp_path: Path) -> None:
-    heavy = _plugin(
-        tmp_path,
-        "heavy_plugin",
-        """
-        import torch
-        from keisei_core.plugin import ModelSpec, hookimpl
-        @hookimpl
-        def keisei_register_models(register):
-            register(ModelSpec("heavy-net", build=lambda options: torch.nn.Linear(1, 1)))
-        """,
+def test_an_installed_plugin_that_imports_torch_at_import_is_named_in_a_warning(tmp_path: Path) -> None:
+    (tmp_path / "heavy_plugin_mod.py").write_text(
+        textwrap.dedent(
+            """
+            import torch
+            from keisei_core.plugin import ModelSpec, hookimpl
+            @hookimpl
+            def keisei_register_models(register):
+                register(ModelSpec("heavy-net", build=lambda options: torch.nn.Linear(1, 1)))
+            """
+        )
     )
-    code = (
-        "import sys; from keisei_core.plugins import PluginHost; w = []; "
-        f"h = PluginHost([{heavy!r}], env={{'KEISEI_PLUGINS': ''}}, warn=w.append).load(); "
-        "print('|'.join(w)); print(h.record('heavy_plugin').status)"
-    )
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
-    warning, status = out.strip().splitlines()
-    assert status == "loaded"
-    assert "plugin 'heavy_plugin' imports torch" in warning
+    light = _plugin(tmp_path, "light_local", "import torch\n" + textwrap.dedent(COMMAND_PLUGIN))
+
+    def warnings_of(local: list[str], installed: list[str]) -> list[str]:
+        # An installed plugin is loaded by every command; a local one (-p) only where asked.
+        code = (
+            f"import sys; sys.path.insert(0, {str(tmp_path)!r}); "
+            "from keisei_core.plugins import PluginHost, PluginRecord; w = []; "
+            f"h = PluginHost({local!r}, env={{'KEISEI_PLUGINS': ''}}, warn=w.append, include_installed=False); "
+            f"h.records += [PluginRecord(name=t, source='installed', target=t) for t in {installed!r}]; "
+            "h.load(); assert all(r.status == 'loaded' for r in h.records), h.records; print(w)"
+        )
+        done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+        return ast.literal_eval(done.stdout.strip())  # type: ignore[no-any-return]
+
+    (warning,) = warnings_of([], ["heavy_plugin_mod"])
+    assert "plugin 'heavy_plugin_mod' imports torch when 'heavy_plugin_mod' is imported" in warning
+    assert warnings_of([light], []) == []
 
 
 def test_every_first_party_plugin_imports_without_torch() -> None:

@@ -117,8 +117,9 @@ class PluginHost:
                 plugin = import_target(record.target, record.source)
             except Exception as exc:
                 raise _PluginFailure(f"import of '{record.target}' failed: {one_line(exc)}") from exc
-            if not torch_before and "torch" in sys.modules:
+            if not torch_before and "torch" in sys.modules and record.source != "local":
                 # Every keisei command would pay torch's import (~1-2 s) for this plugin.
+                # A local plugin (-p) is loaded only where the user asks for it: no warning.
                 self._warn(
                     f"plugin '{record.name}' imports torch when '{record.target}' is imported; "
                     "import torch inside the functions that need it (or name them by import "
