@@ -3,11 +3,17 @@
 from __future__ import annotations
 
 
-def one_line(exc: BaseException) -> str:
-    """``"TypeName: message"`` with every run of whitespace (newlines too) made one space.
+def one_line(exc: BaseException, *, limit: int | None = None, with_type: bool = True) -> str:
+    """``"TypeName: message"`` with every run of whitespace (newlines too) made one space;
+    a message longer than ``limit`` characters is cut to end in ``...``. ``with_type=False``
+    gives the message alone (for texts that name the failure themselves).
 
     Plugin failures, cell errors and declined strategies are shown in tables and JSON,
     where a multi-line traceback text would break the layout.
     """
     text = " ".join(str(exc).split())
+    if limit is not None and len(text) > limit:
+        text = text[: max(0, limit - 3)] + "..."
+    if not with_type:
+        return text
     return f"{type(exc).__name__}: {text}" if text else type(exc).__name__

@@ -32,6 +32,7 @@ from keisei_core.bench.probe_api import ProbeContext, ProbeResult, ProbeUnsuppor
 from keisei_core.bench.stats import Statistics
 from keisei_core.commands_spec import CommandContext, CommandSpec
 from keisei_core.config.experiment import BenchSettings
+from keisei_core.dtypes import DTYPE_NAMES, dtype_name, torch_dtype
 from keisei_core.errors import (
     CheckpointError,
     ConfigError,
@@ -279,6 +280,7 @@ __all__ = [
     "CommandRegister",
     "CommandSpec",
     "ConfigError",
+    "DTYPE_NAMES",
     "ImportString",
     "InputError",
     "KeiseiError",
@@ -300,8 +302,10 @@ __all__ = [
     "StrategyRegister",
     "StrategySpec",
     "UnknownNameError",
+    "dtype_name",
     "hookimpl",
     "one_line",
+    "torch_dtype",
     *_LAZY,
 ]
 

@@ -25,6 +25,8 @@ from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
+from keisei_core.oneline import one_line
+
 RESULT_PREFIX = "KEISEI_CHILD_RESULT "
 CHILD_MODULE = "keisei_core.bench.child"
 
@@ -115,8 +117,7 @@ def child_main(measure: Callable[[dict[str, Any]], dict[str, Any]]) -> int:
     try:
         result = measure(json.loads(sys.stdin.read()))
     except Exception as exc:  # reported to the parent as one line, which records the cell failed
-        text = " ".join(str(exc).split())[:400]
-        result = {"error": f"{type(exc).__name__}: {text}"}
+        result = {"error": one_line(exc, limit=400)}
     sys.stdout.write(RESULT_PREFIX + json.dumps(result) + "\n")
     sys.stdout.flush()
     return 0

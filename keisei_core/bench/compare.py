@@ -24,7 +24,7 @@ import attrs
 
 from keisei_core.bench.results import CellRecord, Results
 from keisei_core.bench.table import format_number
-from keisei_core.cli.output import format_table
+from keisei_core.text_table import format_table
 
 BOOTSTRAP_RESAMPLES = 2000
 CONFIDENCE = 0.95

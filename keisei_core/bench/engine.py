@@ -91,10 +91,10 @@ class RunObserver(Protocol):
 
 
 def one_line(exc: BaseException) -> str:
-    text = " ".join(str(exc).split())
-    if len(text) > 400:
-        text = text[:400] + "..."
-    return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
+    """A cell's failure reason: the exception in one line, its message cut at 400 characters."""
+    from keisei_core.oneline import one_line as flatten
+
+    return flatten(exc, limit=403)
 
 
 def now_iso() -> str:
@@ -419,9 +419,9 @@ def speed_check_at(report: dict[str, Any] | None, batch_size: int) -> dict[str, 
 
 
 def _torch_dtype(name: str) -> Any:
-    import torch
+    from keisei_core.dtypes import torch_dtype
 
-    return {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}[name]
+    return torch_dtype(name)
 
 
 def _remove_tree(path: Path) -> None:

@@ -67,8 +67,6 @@ if TYPE_CHECKING:
 
 __all__ = ["ProbeContext", "ProbeResult", "ProbeUnsupported", "RolloutBatch"]
 
-DTYPE_NAMES = ("float32", "bfloat16", "float16")
-
 
 class ProbeUnsupported(Exception):
     """Raised by a probe for a cell it cannot measure; the cell is recorded as skipped."""
@@ -189,9 +187,9 @@ class ProbeContext:
     # -- inputs -------------------------------------------------------------------------
     @property
     def torch_dtype(self) -> torch.dtype:
-        import torch
+        from keisei_core.dtypes import torch_dtype
 
-        return {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}[self.dtype]
+        return torch_dtype(self.dtype)
 
     def observations(self, batch_size: int | None = None, *, seed: int | None = None) -> torch.Tensor:
         """Observation-like inputs ``(B, C, H, W)`` with the real plane structure."""

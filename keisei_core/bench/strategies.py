@@ -5,21 +5,19 @@ validation against eager and the compile report. This adapter gives the engine o
 that returns ``(model, report as a JSON dict)``, turns "this strategy cannot run this
 cell" (device, dtype, training) into :class:`StrategyUnsupported` (cells ``skipped``) and
 a compile that raises or disagrees with eager into :class:`StrategyFailed` (cells
-``failed``, with the report). It never falls back to eager silently. Without
-``keisei_core.compile`` (a stripped-down install) the parts are applied in order.
+``failed``, with the report). It never falls back to eager silently.
 """
 
 from __future__ import annotations
 
 import copy
-import importlib
-import time
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
 import attrs
 
-from keisei_core.specs import StrategyContext, StrategySpec
+from keisei_core.json_data import json_safe
+from keisei_core.specs import StrategySpec
 
 AUTO = "auto"  # compile_model's tuner (keisei_core.compile.auto), not a registered strategy
 
@@ -68,9 +66,9 @@ def check_composition(host: PluginHost, name: str) -> None:
     composition rules (e.g. two compilers), so a bad matrix fails before it starts."""
     if name.strip() == AUTO:
         return
-    module = _compile_module()
-    if module is not None and hasattr(module, "parse_composition"):
-        module.parse_composition(name, host.strategies)
+    from keisei_core.compile import parse_composition
+
+    parse_composition(name, host.strategies)
 
 
 def report_to_dict(report: Any) -> dict[str, Any] | None:
@@ -87,28 +85,7 @@ def report_to_dict(report: Any) -> dict[str, Any] | None:
         data = dict(report)
     else:
         data = {"report": str(report)}
-    return _jsonable(data)  # type: ignore[no-any-return]
-
-
-def _jsonable(value: Any) -> Any:
-    if isinstance(value, dict):
-        return {str(k): _jsonable(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple, set, frozenset)):
-        return [_jsonable(v) for v in value]
-    if value is None or isinstance(value, (bool, int, str)):
-        return value
-    if isinstance(value, float):
-        return value if value == value and abs(value) != float("inf") else str(value)
-    return str(value)
-
-
-def _compile_module() -> Any | None:
-    try:
-        return importlib.import_module("keisei_core.compile")
-    except ModuleNotFoundError as exc:
-        if exc.name in ("keisei_core.compile",):
-            return None
-        raise
+    return json_safe(data)  # type: ignore[no-any-return]
 
 
 def apply_strategy(
@@ -128,58 +105,24 @@ def apply_strategy(
         # The baseline itself: nothing to validate; a copy keeps eager_model's weights
         # untouched when a training probe steps the optimizer.
         return copy.deepcopy(eager), None
-    module = _compile_module()
-    if module is not None and hasattr(module, "compile_model"):
-        # fallback=False: a benchmark must never time eager under a compiled strategy's name.
-        try:
-            model, report = module.compile_model(
-                eager,
-                name,
-                device=device,
-                dtype=dtype,
-                batch_sizes=tuple(batch_sizes),
-                training=training,
-                example_obs=example_obs,
-                host=host,
-                fallback=False,
-            )
-        except module.CompileFailedError as exc:
-            raise StrategyFailed(str(exc), report_to_dict(exc.report)) from None
-        data = report_to_dict(report)
-        if getattr(report, "status", None) == "skipped":
-            raise StrategyUnsupported(str(getattr(report, "reason", None) or f"strategy '{name}' skipped"))
-        return model, data
-    return _apply_in_order(host, name, eager, device=device, dtype=dtype, batch_sizes=batch_sizes,
-                           training=training, example_obs=example_obs)
+    from keisei_core.compile import CompileFailedError, compile_model
 
-
-def _apply_in_order(
-    host: PluginHost,
-    name: str,
-    eager: nn.Module,
-    *,
-    device: str,
-    dtype: str,
-    batch_sizes: Sequence[int],
-    training: bool,
-    example_obs: torch.Tensor,
-) -> tuple[nn.Module, dict[str, Any] | None]:
-    # Used only while keisei_core.compile is absent: each part's apply on a private copy.
-    context = StrategyContext(
-        device=device,
-        dtype=dtype,
-        example_obs=example_obs,
-        batch_sizes=tuple(batch_sizes),
-        training=training,
-        model_name=getattr(eager, "keisei_model_name", None),
-        model_options=getattr(eager, "keisei_model_options", None),
-    )
-    start = time.perf_counter()
-    model = copy.deepcopy(eager)
-    for spec in check_support(host, name, device=device, dtype=dtype, training=training):
-        model = spec.apply(model, context)
-    return model, {
-        "strategy": name,
-        "apply_seconds": time.perf_counter() - start,
-        "notes": _jsonable(context.notes),
-    }
+    # fallback=False: a benchmark must never time eager under a compiled strategy's name.
+    try:
+        model, report = compile_model(
+            eager,
+            name,
+            device=device,
+            dtype=dtype,
+            batch_sizes=tuple(batch_sizes),
+            training=training,
+            example_obs=example_obs,
+            host=host,
+            fallback=False,
+        )
+    except CompileFailedError as exc:
+        raise StrategyFailed(str(exc), report_to_dict(exc.report)) from None
+    data = report_to_dict(report)
+    if getattr(report, "status", None) == "skipped":
+        raise StrategyUnsupported(str(getattr(report, "reason", None) or f"strategy '{name}' skipped"))
+    return model, data

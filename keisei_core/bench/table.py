@@ -14,7 +14,7 @@ import math
 from collections.abc import Sequence
 
 from keisei_core.bench.results import CellRecord, Results, unique_labels
-from keisei_core.cli.output import format_table
+from keisei_core.text_table import format_table
 
 NOISY_MARK = "!"
 

@@ -64,14 +64,15 @@ class _Failure(Exception):
 
 
 def _one_line(exc: BaseException) -> str:
-    text = " ".join(str(exc).split())
-    if len(text) > 300:
-        text = text[:297] + "..."
-    return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
+    from keisei_core.oneline import one_line
+
+    return one_line(exc, limit=300)
 
 
 def _dtype_name(dtype: torch.dtype) -> str:
-    return str(dtype).removeprefix("torch.")
+    from keisei_core.dtypes import dtype_name
+
+    return dtype_name(dtype)
 
 
 def _model_place(model: nn.Module) -> tuple[str, str]:

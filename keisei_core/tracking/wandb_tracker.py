@@ -26,6 +26,7 @@ from typing import Any
 from keisei_core.bench.results import CellRecord, Results
 from keisei_core.config.experiment import WandbSettings
 from keisei_core.errors import KeiseiError
+from keisei_core.oneline import one_line
 
 TABLE_COLUMNS: list[str | int] = [
     "model", "strategy", "probe", "batch_size", "status", "value", "unit", "median", "q1", "q3",
@@ -85,7 +86,7 @@ class WandbTracker:
             )
         except Exception as exc:
             raise KeiseiError(
-                f"W&B could not start a {self.settings.mode} run ({' '.join(str(exc).split())[:200]}); "
+                f"W&B could not start a {self.settings.mode} run ({one_line(exc, limit=200, with_type=False)}); "
                 "use --wandb offline, or --wandb disabled"
             ) from None
         self.started = True

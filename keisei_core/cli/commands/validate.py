@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING, Any
 
 from keisei_core.cli.context import CliContext
 from keisei_core.cli.output import format_table, print_json
+from keisei_core.dtypes import DTYPE_NAMES
 from keisei_core.errors import ConfigError
 
 if TYPE_CHECKING:
@@ -49,7 +50,7 @@ def configure(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument("--device", choices=("cpu", "cuda"), default="cpu", help="device (default cpu)")
     parser.add_argument(
-        "--dtype", choices=("float32", "bfloat16", "float16"), default="float32",
+        "--dtype", choices=DTYPE_NAMES, default="float32",
         help="dtype of the model and its inputs (default float32)",
     )
     parser.add_argument(

@@ -35,6 +35,8 @@ import torch.distributed as dist
 from torch import nn
 from torch.nn.parallel import DistributedDataParallel
 
+from keisei_core.plugin import one_line
+
 RESULT_FILE = "result.json"
 # Seeds of the ranks' minibatches: rank r trains on its own shard of (synthetic) data.
 RANK_SEED_STRIDE = 1_000
@@ -107,8 +109,7 @@ class CellBuildFailed(RuntimeError):
 
 
 def _one_line(exc: BaseException) -> str:
-    text = " ".join(str(exc).split())[:300]
-    return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
+    return one_line(exc, limit=300)
 
 
 def _agree_or_raise(error: BaseException | None, what: str, device: torch.device) -> None:

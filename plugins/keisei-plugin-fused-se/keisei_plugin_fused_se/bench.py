@@ -23,7 +23,9 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-DTYPES = ("float32", "bfloat16", "float16")
+from keisei_core.plugin import DTYPE_NAMES
+
+DTYPES = DTYPE_NAMES
 
 
 def _parser() -> argparse.ArgumentParser:

@@ -34,7 +34,7 @@ from typing import TYPE_CHECKING, Any
 
 import attrs
 
-from keisei_core.plugin import ProbeContext, ProbeResult
+from keisei_core.plugin import ProbeContext, ProbeResult, one_line
 
 if TYPE_CHECKING:
     import torch
@@ -269,7 +269,7 @@ def run_stability(context: ProbeContext, settings: StabilitySettings | None = No
         "stable": stable,
         "steps_requested": settings.steps,
         "steps_completed": completed,
-        "error": f"{type(error).__name__}: {' '.join(str(error).split())[:300]}" if error is not None else None,
+        "error": one_line(error, limit=300) if error is not None else None,
         "error_kind": classify_error(error) if error is not None else None,
         "error_step": error_step,
         "nonfinite_losses": nonfinite,
