@@ -12,6 +12,8 @@ from typing import Any
 import pluggy
 
 PROJECT_NAME = "keisei"
+API_VERSION = "1.0"
+"""The plugin API version (``MAJOR.MINOR``): these hooks and :mod:`keisei_core.plugin`."""
 ENTRY_POINT_GROUP = "keisei"
 
 hookspec = pluggy.HookspecMarker(PROJECT_NAME)

@@ -41,7 +41,7 @@ from keisei_core.errors import (
     PluginError,
     UnknownNameError,
 )
-from keisei_core.hookspecs import hookimpl
+from keisei_core.hookspecs import API_VERSION, hookimpl
 from keisei_core.import_strings import ImportString
 from keisei_core.oneline import one_line
 from keisei_core.specs import ModelSpec, NoOptions, ProbeSpec, StrategyContext, StrategySpec
@@ -194,8 +194,6 @@ if TYPE_CHECKING:  # the lazy names, typed for mypy and editors
         PluginHost as PluginHost,
     )
 
-API_VERSION = "1.0"
-"""The plugin API version of this keisei-core (``MAJOR.MINOR``)."""
 
 # -- what each hook's ``register`` callback takes -------------------------------------------
 ModelRegister = Callable[[ModelSpec], None]

@@ -20,8 +20,8 @@ import pluggy
 import pytest
 
 from keisei_core import hookspecs
-from keisei_core.commands_spec import CommandSpec
 from keisei_core.cli.main import build_parser
+from keisei_core.commands_spec import CommandSpec
 from keisei_core.config.experiment import ExperimentConfig, load_experiment
 from keisei_core.config.files import tomllib
 from keisei_core.plugins import get_host
@@ -29,7 +29,7 @@ from keisei_core.specs import ModelSpec, ProbeSpec, StrategyContext, StrategySpe
 
 REPO = Path(__file__).resolve().parents[1]
 DOCS = REPO / "docs"
-KIT_DOCS = ("hooks.md", "cli.md", "config.md", "probes.md", "testing.md", "plugin-tutorial.md")
+KIT_DOCS = ("hooks.md", "cli.md", "config.md", "probes.md", "testing.md", "plugin-tutorial.md", "architecture.md")
 FENCE = re.compile(r"^```(?P<info>[^\n]*)\n(?P<body>.*?)^```", re.S | re.M)
 
 

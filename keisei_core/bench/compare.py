@@ -24,6 +24,7 @@ import attrs
 
 from keisei_core.bench.results import CellRecord, Results
 from keisei_core.bench.table import format_number
+from keisei_core.statuses import CellStatus
 from keisei_core.text_table import format_table
 
 BOOTSTRAP_RESAMPLES = 2000
@@ -104,9 +105,9 @@ def compare_cells(old: CellRecord | None, new: CellRecord | None, *, threshold: 
         return CellComparison(key, old, new, verdict="added")
     if new is None:
         return CellComparison(key, old, new, verdict="removed")
-    if old.status == "ok" and new.status != "ok":
-        return CellComparison(key, old, new, verdict=f"now {new.status}", significant=new.status == "failed")
-    if old.status != "ok" or new.status != "ok" or old.value is None or new.value is None:
+    if old.status == CellStatus.OK and new.status != CellStatus.OK:
+        return CellComparison(key, old, new, verdict=f"now {new.status}", significant=new.status == CellStatus.FAILED)
+    if old.status != CellStatus.OK or new.status != CellStatus.OK or old.value is None or new.value is None:
         return CellComparison(key, old, new, verdict=f"{old.status}->{new.status}")
     higher = bool(new.result.higher_is_better) if new.result is not None else True
     if old.value == 0:
@@ -184,6 +185,6 @@ def format_comparison(comparisons: Sequence[CellComparison]) -> str:
 def _value(cell: CellRecord | None) -> str:
     if cell is None:
         return "-"
-    if cell.status != "ok" or cell.value is None:
+    if cell.status != CellStatus.OK or cell.value is None:
         return cell.status
     return format_number(cell.value)

@@ -13,6 +13,7 @@ from typing import Any
 
 from keisei_core.bench.results import CellRecord, Results, unique_labels
 from keisei_core.bench.table import speedup_against_eager
+from keisei_core.statuses import CellStatus
 
 RATE_UNIT = "samples/s"
 
@@ -53,7 +54,7 @@ def _grid(count: int) -> tuple[Any, list[Any]]:
 
 
 def _ok(cell: CellRecord | None) -> bool:
-    return cell is not None and cell.status == "ok" and cell.value is not None
+    return cell is not None and cell.status == CellStatus.OK and cell.value is not None
 
 
 def plot_throughput(results: Results, path: Path) -> Path | None:

@@ -14,6 +14,7 @@ import math
 from collections.abc import Sequence
 
 from keisei_core.bench.results import CellRecord, Results, unique_labels
+from keisei_core.statuses import CellStatus
 from keisei_core.text_table import format_table
 
 NOISY_MARK = "!"
@@ -35,7 +36,7 @@ def format_number(value: float) -> str:
 def _cell_text(cell: CellRecord | None) -> str:
     if cell is None:
         return "-"
-    if cell.status != "ok" or cell.result is None or cell.value is None:
+    if cell.status != CellStatus.OK or cell.result is None or cell.value is None:
         return cell.status
     stats = cell.statistics
     text = format_number(cell.value)
@@ -109,7 +110,7 @@ def _footnotes(results: Results) -> list[str]:
         notes.append(f"{NOISY_MARK} noisy: IQR above 10% of the median; differences this small are not reliable")
     reasons: dict[str, list[str]] = {}
     for cell in results.cells:
-        if cell.status in ("failed", "skipped") and cell.reason:
+        if cell.status in (CellStatus.FAILED, CellStatus.SKIPPED) and cell.reason:
             where = f"{cell.model_label}/{cell.strategy}/{cell.probe}"
             reasons.setdefault(f"{cell.status}: {cell.reason}", [])
             if where not in reasons[f"{cell.status}: {cell.reason}"]:

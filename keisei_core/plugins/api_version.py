@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import re
 
-from keisei_core.plugin import API_VERSION
+from keisei_core.hookspecs import API_VERSION
 
 _VERSION = re.compile(r"^(\d+)\.(\d+)$")
 

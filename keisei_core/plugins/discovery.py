@@ -13,6 +13,7 @@ from pathlib import Path
 
 from keisei_core.hookspecs import ENTRY_POINT_GROUP
 from keisei_core.plugins.records import PluginRecord
+from keisei_core.statuses import PluginStatus
 
 # Built-in functionality is written as ordinary plugins (dogfooding).
 BUILTIN_PLUGINS: tuple[tuple[str, str], ...] = (
@@ -55,7 +56,7 @@ def installed_records() -> list[PluginRecord]:
             first = records[ep.name]
             if first.target == ep.value and first.distribution == record.distribution:
                 continue  # the same distribution seen twice on sys.path
-            record.status = "failed"
+            record.status = PluginStatus.FAILED
             record.error = (
                 f"plugin name '{ep.name}' is also the name of the plugin from "
                 f"distribution '{first.distribution}'"
@@ -83,11 +84,11 @@ def apply_selection(records: list[PluginRecord], env: Mapping[str, str]) -> None
     only = _names(env[ENV_ONLY]) if ENV_ONLY in env else None
     disabled = _names(env.get(ENV_DISABLE, ""))
     for record in records:
-        if record.status == "failed":
+        if record.status == PluginStatus.FAILED:
             continue
         if record.name in disabled:
-            record.status = "disabled"
+            record.status = PluginStatus.DISABLED
             record.error = f"disabled by {ENV_DISABLE}"
         elif only is not None and record.source == "installed" and record.name not in only:
-            record.status = "disabled"
+            record.status = PluginStatus.DISABLED
             record.error = f"not named in {ENV_ONLY}"

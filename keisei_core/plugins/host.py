@@ -31,6 +31,7 @@ from keisei_core.plugins.importing import import_target
 from keisei_core.plugins.records import PluginRecord
 from keisei_core.registry import Registration, Registry
 from keisei_core.specs import ModelSpec, ProbeSpec, StrategySpec
+from keisei_core.statuses import PluginStatus
 from keisei_core.suggest import closest_names
 
 # hook name -> (registry attribute, spec type, kind)
@@ -88,7 +89,7 @@ class PluginHost:
         return next((r for r in self.records if r.name == name), None)
 
     def failures(self) -> list[PluginRecord]:
-        return [r for r in self.records if r.status == "failed"]
+        return [r for r in self.records if r.status == PluginStatus.FAILED]
 
     # -- loading -------------------------------------------------------------------------
     def load(self) -> PluginHost:
@@ -97,9 +98,9 @@ class PluginHost:
             return self
         self.loaded = True
         for record in self.records:
-            if record.status == "failed":
+            if record.status == PluginStatus.FAILED:
                 self._report(record)
-            elif record.status == "not-loaded":
+            elif record.status == PluginStatus.NOT_LOADED:
                 self._load_one(record)
         return self
 
@@ -134,7 +135,7 @@ class PluginHost:
         except _PluginFailure as failure:
             if plugin is not None and self._pm.is_registered(plugin):
                 self._pm.unregister(plugin)
-            record.status = "failed"
+            record.status = PluginStatus.FAILED
             record.error = str(failure)
             self._report(record)
             return
@@ -144,7 +145,7 @@ class PluginHost:
                 registry.add(registration)
             if registrations:
                 record.registered[attr] = [r.name for r in registrations]
-        record.status = "loaded"
+        record.status = PluginStatus.LOADED
 
     def _register_with_pluggy(self, record: PluginRecord, plugin: Any) -> None:
         try:

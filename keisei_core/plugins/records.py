@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import attrs
 
+from keisei_core.statuses import PluginStatus
+
 SOURCES = ("builtin", "installed", "local")
-STATUSES = ("loaded", "failed", "disabled", "not-loaded")
+STATUSES = tuple(status.value for status in PluginStatus)
 
 
 @attrs.define
@@ -17,7 +19,7 @@ class PluginRecord:
     target: str
     distribution: str | None = None
     version: str | None = None
-    status: str = "not-loaded"
+    status: PluginStatus = PluginStatus.NOT_LOADED
     error: str | None = None
     hooks: list[str] = attrs.field(factory=list)
     registered: dict[str, list[str]] = attrs.field(factory=dict)
@@ -29,7 +31,7 @@ class PluginRecord:
             "target": self.target,
             "distribution": self.distribution,
             "version": self.version,
-            "status": self.status,
+            "status": str(self.status),
             "error": self.error,
             "hooks": list(self.hooks),
             "registered": {k: list(v) for k, v in self.registered.items()},

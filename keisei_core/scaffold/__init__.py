@@ -67,7 +67,7 @@ class PluginNames:
 
     def values(self) -> dict[str, str]:
         from keisei_core import __version__
-        from keisei_core.plugin import API_VERSION
+        from keisei_core.hookspecs import API_VERSION
 
         major, minor = (int(part) for part in __version__.split(".")[:2])
         major_minor = f"{major}.{minor}"
