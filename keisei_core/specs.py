@@ -1,4 +1,9 @@
-"""Typed specs that plugins hand to ``register``. Importing this module never imports torch."""
+"""Typed specs that plugins hand to ``register``. Importing this module never imports torch.
+
+The callables a spec names (``ModelSpec.build``, ``StrategySpec.apply``, ``ProbeSpec.run``)
+may be import strings, ``"my_plugin.network:build"``, imported the first time they are
+called (:mod:`keisei_core.import_strings`).
+"""
 
 from __future__ import annotations
 
