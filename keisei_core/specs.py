@@ -168,6 +168,7 @@ class StrategySpec:
         default=DTYPES, converter=_names_set, validator=_subset_of(DTYPES)
     )
     training: bool = True
+    baseline: bool = False  # the strategy every comparison is against (the built-in eager)
     precision: str | None = attrs.field(
         default=None, validator=attrs.validators.optional(attrs.validators.in_(sorted(PRECISIONS)))
     )

@@ -247,3 +247,29 @@ def test_first_party_plugins_pin_the_compatible_core_range() -> None:
         )
         if uses_attrs:
             assert any(d.startswith("attrs") for d in project["dependencies"]), pyproject
+
+
+def test_the_baseline_is_a_role_on_its_spec(tmp_path: Path) -> None:
+    second = _plugin(
+        tmp_path,
+        "second_baseline",
+        """
+        from keisei_core.plugin import StrategySpec, hookimpl
+        @hookimpl
+        def keisei_register_compile_strategies(register):
+            register(StrategySpec("my-eager", apply="copy:copy", baseline=True))
+        """,
+    )
+    host, warnings = _host(second)
+    assert host.baseline_strategy() == "eager" and host.strategies.get("eager").baseline
+    record = host.record("second_baseline")
+    assert record is not None and record.status == "failed" and "my-eager" not in host.strategies
+    assert "'eager' (plugin 'builtin.strategies') already is the baseline" in (record.error or "")
+    # Without the built-in, the plugin's strategy is the baseline the bench skips applying.
+    alone = PluginHost(
+        [second], env={"KEISEI_PLUGINS": "", "KEISEI_DISABLE_PLUGINS": "builtin.strategies"}, warn=warnings.append
+    ).load()
+    assert alone.baseline_strategy() == "my-eager"
+    from keisei_core.bench.strategies import is_baseline
+
+    assert is_baseline(alone, "my-eager") and not is_baseline(host, "my-eager")

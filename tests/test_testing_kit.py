@@ -193,7 +193,7 @@ def test_matrix_plan_levels() -> None:
     from keisei_core.testing.cases import SizedCase, matrix_plan
 
     def strategy(name: str, kind: str) -> StrategySpec:
-        return StrategySpec(name=name, apply=lambda model, context: model, kind=kind)
+        return StrategySpec(name=name, apply=lambda model, context: model, kind=kind, baseline=name == "eager")
 
     strategies = [strategy("eager", "compiler"), strategy("t1", "transform"), strategy("c1", "compiler"), strategy("c2", "compiler")]
     models = [

@@ -67,8 +67,8 @@ def run_train_step(context: ProbeContext) -> ProbeResult:
 
 
 def run_speedup(context: ProbeContext) -> ProbeResult:
-    if context.strategy == "eager":
-        raise ProbeUnsupported("speedup compares a strategy against eager; eager is the baseline")
+    if context.baseline:
+        raise ProbeUnsupported(f"speedup compares a strategy against eager; {context.strategy} is the baseline")
     obs, masks = context.observations(), context.legal_masks()
     timings = context.time_interleaved(
         {"eager": act_call(context.eager_model, obs, masks), "strategy": act_call(context.model, obs, masks)}
@@ -147,8 +147,8 @@ def _cuda_memory(context: ProbeContext) -> ProbeResult:
 
 
 def run_compile_time(context: ProbeContext) -> ProbeResult:
-    if context.strategy == "eager":
-        raise ProbeUnsupported("eager compiles nothing")
+    if context.baseline:
+        raise ProbeUnsupported(f"{context.strategy} compiles nothing")
     from keisei_core.bench.child import run_child
 
     cache = context.scratch_dir / "compile-cache"

@@ -43,6 +43,7 @@ from keisei_core.bench.strategies import (
     apply_strategy,
     check_composition,
     check_support,
+    is_baseline,
 )
 from keisei_core.config.experiment import ExperimentConfig, ModelEntry, experiment_to_dict
 from keisei_core.errors import ConfigError, KeiseiError
@@ -380,6 +381,7 @@ class BenchEngine:
             run_cache=run_cache,
             plugins=tuple(self.plugins),
             options=dict(config.probe_options.get(probe.name, {})),
+            baseline=is_baseline(self.host, group.strategy),
         )
         start = time.perf_counter()
         try:

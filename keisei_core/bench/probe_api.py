@@ -160,7 +160,9 @@ class ProbeContext:
     by every cell of one run (e.g. the machine's calibrated peak FLOP/s), and
     ``plugins``, the local plugin paths/modules of the run, for probes that rebuild the
     cell in a child process (memory, compile-time), and ``options``, this probe's table
-    from the config's ``[probe_options.<probe name>]`` (raw; the probe validates it).
+    from the config's ``[probe_options.<probe name>]`` (raw; the probe validates it), and
+    ``baseline``, whether the cell's strategy is the baseline (``StrategySpec.baseline``,
+    the built-in ``eager``): comparisons against eager have nothing to compare there.
     """
 
     model: nn.Module
@@ -183,6 +185,7 @@ class ProbeContext:
     run_cache: dict[str, Any] = attrs.field(factory=dict)
     plugins: tuple[str, ...] = ()
     options: dict[str, Any] = attrs.field(factory=dict)
+    baseline: bool = False
 
     # -- inputs -------------------------------------------------------------------------
     @property

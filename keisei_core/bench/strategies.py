@@ -44,6 +44,11 @@ def strategy_parts(name: str) -> list[str]:
     return [part.strip() for part in name.split("+") if part.strip()]
 
 
+def is_baseline(host: PluginHost, name: str) -> bool:
+    """Whether ``name`` is the registered baseline strategy (``StrategySpec.baseline``)."""
+    return name in host.strategies and host.strategies.get(name).baseline
+
+
 def check_support(host: PluginHost, name: str, *, device: str, dtype: str, training: bool) -> list[StrategySpec]:
     """The specs of a (possibly composed) strategy; raises StrategyUnsupported with a reason."""
     if name.strip() == AUTO:
@@ -101,7 +106,7 @@ def apply_strategy(
 ) -> tuple[nn.Module, dict[str, Any] | None]:
     """Return ``(model, report)`` for ``name`` applied to a private copy of ``eager``."""
     check_support(host, name, device=device, dtype=dtype, training=training)
-    if name == "eager":
+    if is_baseline(host, name):
         # The baseline itself: nothing to validate; a copy keeps eager_model's weights
         # untouched when a training probe steps the optimizer.
         return copy.deepcopy(eager), None

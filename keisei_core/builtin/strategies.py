@@ -24,5 +24,6 @@ def keisei_register_compile_strategies(register: Callable[[StrategySpec], None])
             apply=apply_eager,
             description="PyTorch eager mode, unchanged: the baseline of every comparison",
             kind="compiler",
+            baseline=True,
         )
     )

@@ -88,6 +88,10 @@ class PluginHost:
     def record(self, name: str) -> PluginRecord | None:
         return next((r for r in self.records if r.name == name), None)
 
+    def baseline_strategy(self) -> str | None:
+        """The name of the strategy registered with ``baseline=True`` (the built-in eager)."""
+        return next((r.name for r in self.strategies if r.spec.baseline), None)
+
     def failures(self) -> list[PluginRecord]:
         return [r for r in self.records if r.status == PluginStatus.FAILED]
 
@@ -223,6 +227,14 @@ class PluginHost:
         return register
 
     def _check_collisions(self, record: PluginRecord, staged: dict[str, list[Registration[Any]]]) -> None:
+        baselines = [r.name for r in staged["strategies"] if r.spec.baseline]
+        holder = self.baseline_strategy()
+        if baselines and (holder is not None or len(baselines) > 1):
+            holder_plugin = self.strategies.registration(holder).plugin if holder else record.name
+            raise _PluginFailure(
+                f"strategy '{baselines[-1]}' is marked baseline=True, but '{holder or baselines[0]}' "
+                f"(plugin '{holder_plugin}') already is the baseline; only one strategy may be"
+            )
         for attr, registrations in staged.items():
             registry: Registry[Any] = getattr(self, attr)
             for registration in registrations:
