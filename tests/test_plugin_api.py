@@ -273,3 +273,24 @@ def test_the_baseline_is_a_role_on_its_spec(tmp_path: Path) -> None:
     from keisei_core.bench.strategies import is_baseline
 
     assert is_baseline(alone, "my-eager") and not is_baseline(host, "my-eager")
+
+
+def test_tables_compare_against_the_runs_baseline() -> None:
+    from keisei_core.bench.probe_api import ProbeResult
+    from keisei_core.bench.results import CellRecord, Results
+    from keisei_core.bench.stats import summarize
+    from keisei_core.bench.table import format_results_table
+
+    def cell(strategy: str, value: float) -> CellRecord:
+        stats = summarize([value] * 3, unit="samples/s")
+        return CellRecord(
+            model="m", model_label="m", model_options={}, strategy=strategy, probe="throughput",
+            batch_size=1, device="cpu", dtype="float32", status="ok",
+            result=ProbeResult("throughput", "samples/s", value, stats),
+        )
+
+    cells = [cell("my-eager", 100.0), cell("fast", 250.0)]
+    table = format_results_table(Results(run={"baseline": "my-eager"}, manifest={}, cells=cells))
+    assert "×my-eager" in table and "2.50" in table
+    old_file = Results(run={}, manifest={}, cells=cells)  # written before the role: eager
+    assert old_file.baseline == "eager" and "×" not in format_results_table(old_file)

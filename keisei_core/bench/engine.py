@@ -190,6 +190,7 @@ class BenchEngine:
                 # knows the run was killed (see results.load_results).
                 "pid": os.getpid(),
                 "host": socket.gethostname(),
+                "baseline": self.host.baseline_strategy(),
             },
             manifest=environment_manifest(self.host, threads=threads, device=config.device),
             path=self.results_path,

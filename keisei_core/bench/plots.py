@@ -87,8 +87,9 @@ def plot_throughput(results: Results, path: Path) -> Path | None:
 
 
 def plot_speedup(results: Results, path: Path) -> Path | None:
-    strategies = [s for s in _strategies(results) if s != "eager"]
-    if "eager" not in _strategies(results) or not strategies:
+    base = results.baseline
+    strategies = [s for s in _strategies(results) if s != base]
+    if base not in _strategies(results) or not strategies:
         return None
     panels = _panels(results)
     if not panels:
@@ -101,7 +102,7 @@ def plot_speedup(results: Results, path: Path) -> Path | None:
             xs, ys = [], []
             for position, batch in enumerate(batches):
                 ratio = speedup_against_eager(
-                    results.find(label, strategy, probe, batch), results.find(label, "eager", probe, batch)
+                    results.find(label, strategy, probe, batch), results.find(label, base, probe, batch)
                 )
                 if ratio is not None:
                     xs.append(position + (index - (len(strategies) - 1) / 2) * width)

@@ -7,7 +7,8 @@ Schema (``schema_version`` 1)::
       "schema_version": 1,
       "run": {"name", "status": "running" | "complete" | "interrupted", "started",
               "finished", "config_path", "config": {... resolved experiment ...},
-              "signal": "SIGINT" | "SIGTERM" (interrupted runs), "pid", "host"},
+              "signal": "SIGINT" | "SIGTERM" (interrupted runs), "pid", "host",
+              "baseline": the baseline strategy's name (StrategySpec.baseline)},
       "notes": [...]   # only when a value had to be changed to be written, see below
       "manifest": {... environment: versions, CPU/GPU, threads, plugins, git ...},
       "calibration": {... per-run facts shared by cells, e.g. "peak_flops" ...},
@@ -201,6 +202,13 @@ class Results:
 
     def ok_cells(self) -> list[CellRecord]:
         return [c for c in self.cells if c.status == "ok"]
+
+    @property
+    def baseline(self) -> str:
+        """The strategy the run compares against: the one registered with
+        ``baseline=True`` when the run was made (files written before the role existed
+        name none; their baseline was always eager)."""
+        return str(self.run.get("baseline") or "eager")
 
     def find(self, label: str, strategy: str, probe: str, batch_size: int) -> CellRecord | None:
         key = (label, strategy, probe, batch_size)

@@ -78,13 +78,14 @@ def format_results_table(results: Results) -> str:
     strategies = [str(s) for s in _ordered([c.strategy for c in cells])]
     batches = sorted({c.batch_size for c in cells})
     units = {c.probe: c.result.unit for c in results.ok_cells() if c.result is not None}
-    with_speedup = set(_timed_probes(results, probes)) if "eager" in strategies and len(strategies) > 1 else set()
+    base = results.baseline
+    with_speedup = set(_timed_probes(results, probes)) if base in strategies and len(strategies) > 1 else set()
     headers = ["model", "strategy", "batch"]
     for probe in probes:
         unit = units.get(probe)
         headers.append(f"{probe} [{unit}]" if unit else probe)
         if probe in with_speedup:
-            headers.append("×eager")
+            headers.append(f"×{base}")
     rows = []
     for label in unique_labels(cells):
         for strategy in strategies:
@@ -96,8 +97,8 @@ def format_results_table(results: Results) -> str:
                 for probe in probes:
                     row.append(_cell_text(found[probe]))
                     if probe in with_speedup:
-                        ratio = speedup_against_eager(found[probe], results.find(label, "eager", probe, batch))
-                        row.append("" if strategy == "eager" or ratio is None else f"{ratio:.2f}")
+                        ratio = speedup_against_eager(found[probe], results.find(label, base, probe, batch))
+                        row.append("" if strategy == base or ratio is None else f"{ratio:.2f}")
                 rows.append(row)
     lines = [format_table(rows, headers)]
     lines.extend(_footnotes(results))

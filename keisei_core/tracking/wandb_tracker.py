@@ -137,8 +137,8 @@ class WandbTracker:
         rows = []
         for cell in results.cells:
             stats = cell.statistics
-            eager = results.find(cell.model_label, "eager", cell.probe, cell.batch_size)
-            ratio = speedup_against_eager(cell, eager) if cell.strategy != "eager" else None
+            eager = results.find(cell.model_label, results.baseline, cell.probe, cell.batch_size)
+            ratio = speedup_against_eager(cell, eager) if cell.strategy != results.baseline else None
             rows.append([
                 cell.model_label, cell.strategy, cell.probe, cell.batch_size, cell.status, cell.value,
                 cell.result.unit if cell.result else None,
