@@ -24,16 +24,16 @@ NOISE_WARNING_RATIO = 0.10
 
 
 def quantile(sorted_values: Sequence[float], q: float) -> float:
-    """Linear-interpolation quantile (numpy's default method, type 7) of sorted values."""
+    """Linear-interpolation quantile (type 7, numpy's default ``method="linear"``) of
+    sorted values, computed by ``numpy.quantile`` (imported here: the probe API, which
+    imports this module, stays light for listing)."""
     if not sorted_values:
         raise ValueError("quantile of no values")
     if not 0.0 <= q <= 1.0:
         raise ValueError(f"quantile must be in [0, 1], got {q}")
-    position = (len(sorted_values) - 1) * q
-    low = math.floor(position)
-    high = min(low + 1, len(sorted_values) - 1)
-    fraction = position - low
-    return sorted_values[low] + (sorted_values[high] - sorted_values[low]) * fraction
+    import numpy as np
+
+    return float(np.quantile(np.asarray(sorted_values, dtype=np.float64), q, method="linear"))
 
 
 def thin(values: Sequence[float], limit: int = MAX_STORED_SAMPLES) -> list[float]:
