@@ -19,7 +19,7 @@ setup: $(STAMP)
 $(STAMP): pyproject.toml $(CONSTRAINTS) $(wildcard plugins/*/pyproject.toml) $(wildcard plugins/*/setup.py) $(wildcard plugins/*/csrc/*)
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(PIP) install --disable-pip-version-check -q -c $(CONSTRAINTS) "setuptools>=77" wheel ninja torch==2.13.0
-	$(PIP_INSTALL) -q -e '.[dev,testing,wandb,plots]' $(foreach d,$(PLUGIN_DIRS),-e $(d))
+	$(PIP_INSTALL) -q -e '.[dev,testing,wandb,plots,pandas]' $(foreach d,$(PLUGIN_DIRS),-e $(d))
 	touch $(STAMP)
 
 test: setup

@@ -20,6 +20,7 @@ EXTRAS: dict[str, tuple[str, str]] = {
     "hypothesis": ("hypothesis", "testing"),
     "wandb": ("wandb", "wandb"),
     "matplotlib": ("matplotlib", "plots"),
+    "pandas": ("pandas", "pandas"),
 }
 
 

@@ -81,3 +81,47 @@ def test_require_and_available(monkeypatch: pytest.MonkeyPatch) -> None:
     assert not available("wandb")
     with pytest.raises(MissingExtraError, match=r"^W&B tracking needs wandb, which is not installed"):
         require("wandb", "W&B tracking")
+
+
+def test_results_to_pandas(monkeypatch: pytest.MonkeyPatch) -> None:
+    from keisei_core.bench.probe_api import ProbeResult
+    from keisei_core.bench.results import CellRecord, Results
+    from keisei_core.bench.stats import summarize
+
+    base = {"model": "m", "model_label": "m", "model_options": {}, "probe": "throughput",
+            "batch_size": 4, "device": "cpu", "dtype": "float32"}
+    stats = summarize([1.0, 2.0, 3.0], unit="samples/s")
+    results = Results(run={}, manifest={}, cells=[
+        CellRecord(**base, strategy="eager", status="ok",
+                   result=ProbeResult("throughput", "samples/s", stats.median, stats)),
+        CellRecord(**base, strategy="broken", status="failed", reason="RuntimeError: no"),
+    ])
+    frame = results.to_pandas()
+    assert list(frame["strategy"]) == ["eager", "broken"] and list(frame["status"]) == ["ok", "failed"]
+    assert frame.loc[0, "median"] == 2.0 and frame.loc[0, "n"] == 3 and frame.loc[0, "unit"] == "samples/s"
+    assert frame["value"].isna().tolist() == [False, True]
+    monkeypatch.setitem(sys.modules, "pandas", None)
+    with pytest.raises(MissingExtraError, match=r"Results\.to_pandas\(\) needs pandas.*keisei-core\[pandas\]"):
+        results.to_pandas()
+
+
+def test_the_pipeline_runs_from_python_and_gives_a_data_frame(tmp_path: Path, config_file: Path) -> None:
+    import keisei_core.bench as kb
+
+    seen: list[str] = []
+
+    class Progress(kb.Reporter):
+        def on_cell(self, cell, results):  # type: ignore[no-untyped-def]
+            seen.append(f"{cell.strategy}/{cell.probe}/{cell.batch_size}:{cell.status}")
+
+        def on_finish(self, results):  # type: ignore[no-untyped-def]
+            seen.append("finished")
+
+    table = kb.TableReporter(tmp_path / "run")
+    results = kb.run(config_file, out_dir=tmp_path / "run", reporters=[table, Progress()],
+                     overrides=["batch_sizes=[1, 2]"])
+    assert seen == ["eager/throughput/1:ok", "eager/throughput/2:ok", "finished"]
+    assert "throughput [samples/s]" in (tmp_path / "run" / "table.txt").read_text() == f"{table.header}\n{table.table}\n"
+    assert results.baseline == "eager" and results.run["status"] == "complete"
+    frame = results.to_pandas()
+    assert frame.shape[0] == 2 and (frame["value"] > 0).all()

@@ -200,6 +200,32 @@ class Results:
             "cells": [cell.to_dict() for cell in self.cells],
         }
 
+    def to_pandas(self) -> Any:
+        """The cells as a ``pandas.DataFrame``, one row per cell: the cell's key and status,
+        the headline ``value`` with its ``unit``, the main statistics (``median``, ``q1``,
+        ``q3``, ``p10``, ``p90``, ``iqr_ratio``, ``n``; empty for single-shot or failed
+        cells) and ``duration_seconds``. Needs pandas (``pip install 'keisei-core[pandas]'``)."""
+        from keisei_core.optional import require
+
+        pandas = require("pandas", "Results.to_pandas()")
+        stat_names = ("median", "q1", "q3", "p10", "p90", "iqr_ratio", "n")
+        rows = []
+        for cell in self.cells:
+            stats = cell.result.statistics if cell.result is not None else None
+            rows.append({
+                "model": cell.model, "model_label": cell.model_label, "strategy": cell.strategy,
+                "probe": cell.probe, "batch_size": cell.batch_size, "device": cell.device,
+                "dtype": cell.dtype, "status": str(cell.status), "reason": cell.reason,
+                "metric": cell.result.metric if cell.result is not None else None,
+                "unit": cell.result.unit if cell.result is not None else None,
+                "value": cell.value,
+                **{name: getattr(stats, name) if stats is not None else None for name in stat_names},
+                "duration_seconds": cell.duration_seconds,
+            })
+        columns = ["model", "model_label", "strategy", "probe", "batch_size", "device", "dtype",
+                   "status", "reason", "metric", "unit", "value", *stat_names, "duration_seconds"]
+        return pandas.DataFrame(rows, columns=columns)
+
     def ok_cells(self) -> list[CellRecord]:
         return [c for c in self.cells if c.status == "ok"]
 

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import argparse
 import sys
-from datetime import datetime
 from pathlib import Path
 
 from keisei_core.cli.context import CliContext
@@ -56,9 +55,7 @@ def _config_path(given: str | None) -> str:
 def run(ctx: CliContext) -> int:
     import attrs
 
-    from keisei_core.bench.engine import BenchEngine
-    from keisei_core.bench.plots import write_plots
-    from keisei_core.bench.table import format_header, format_results_table
+    from keisei_core import bench
     from keisei_core.config import load_experiment
     from keisei_core.optional import available, missing_message
 
@@ -78,15 +75,10 @@ def run(ctx: CliContext) -> int:
         group = wandb_group(config, config_fingerprint(config))
         config = attrs.evolve(config, wandb=attrs.evolve(config.wandb, group=group))
     host = ctx.host(config.plugins)
-    part = f"-shard-{shard.index}-of-{shard.count}" if shard is not None else ""
-    run_name = f"{config.name}{part}-{datetime.now().strftime('%Y%m%d-%H%M%S')}"
+    run_name = bench.pipeline.default_run_name(config, shard)
     out_dir = Path(ctx.args.out) if ctx.args.out else Path(config.output_dir) / run_name
-    local_plugins = [*(ctx.args.plugins or []), *config.plugins]
-    engine = BenchEngine(
-        config, host, out_dir / "results.json", config_path=path, plugins=local_plugins,
-        progress=not ctx.args.no_progress, run_name=run_name, shard=shard,
-    )
-    engine.validate()  # a bad name or option is a one-line error before anything starts
+    table, plots = bench.TableReporter(out_dir), bench.PlotsReporter(out_dir)
+    reporters: list[bench.Reporter] = [table, plots]
     tracker = None
     notes: list[str] = []
     if config.wandb.mode != "disabled" and not ctx.args.wandb and not available("wandb"):
@@ -96,27 +88,15 @@ def run(ctx: CliContext) -> int:
     elif config.wandb.mode != "disabled":
         from keisei_core.tracking import WandbTracker
 
-        tracker = WandbTracker(config.wandb, out_dir, run_name=run_name)
-        engine.observers = [tracker]
-    try:
-        results = engine.run()
-    except BaseException:
-        if tracker is not None:
-            tracker.abort()
-        raise
-    table = format_results_table(results)
-    header = format_header(results)
-    (out_dir / "table.txt").write_text(f"{header}\n{table}\n", encoding="utf-8")
-    plots: list[Path] = []
-    if available("matplotlib"):
-        plots = write_plots(results, out_dir)
-    else:
-        notes.append(f"plots: skipped, {missing_message('matplotlib', 'plotting')}")
-    print(header)
-    print(table)
-    if tracker is not None:
-        tracker.finish(results, table=table, plots=plots)
-    _summary(results, out_dir, plots, tracker, notes)
+        tracker = bench.WandbReporter(WandbTracker(config.wandb, out_dir, run_name=run_name), table, plots)
+        reporters.append(tracker)
+    results = bench.run(
+        config, host=host, reporters=reporters, out_dir=out_dir, config_path=path,
+        plugins=ctx.args.plugins or [], progress=not ctx.args.no_progress, run_name=run_name, shard=shard,
+    )
+    print(table.header)
+    print(table.table)
+    _summary(results, out_dir, plots.plots, tracker, [*notes, *plots.notes])
     if results.run.get("status") == "interrupted":
         return EXIT_TERMINATED if results.run.get("signal") == "SIGTERM" else EXIT_INTERRUPTED
     return 0
