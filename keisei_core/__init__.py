@@ -6,10 +6,10 @@ that listing plugins never imports torch.
 
 from __future__ import annotations
 
-import importlib
 from typing import Any
 
 from keisei_core.hookspecs import hookimpl
+from keisei_core.lazy import lazy_attributes
 from keisei_core.specs import ModelSpec, NoOptions, ProbeSpec, StrategyContext, StrategySpec
 
 __version__ = "0.1.0"
@@ -48,14 +48,12 @@ __all__ = [
 ]
 
 
-def __getattr__(name: str) -> Any:
-    module = _LAZY.get(name)
-    if module is None:
-        raise AttributeError(f"module 'keisei_core' has no attribute {name!r}")
-    value = getattr(importlib.import_module(module), name)
-    globals()[name] = value
-    return value
+_lazy_getattr, _lazy_dir = lazy_attributes(globals(), _LAZY, __all__)
+
+
+def __getattr__(name: str) -> Any:  # a def, so type checkers see the module's lazy names
+    return _lazy_getattr(name)
 
 
 def __dir__() -> list[str]:
-    return sorted(__all__)
+    return _lazy_dir()

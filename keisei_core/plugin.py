@@ -24,7 +24,6 @@ version is loaded as before (it predates the declaration).
 
 from __future__ import annotations
 
-import importlib
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
@@ -43,6 +42,7 @@ from keisei_core.errors import (
 )
 from keisei_core.hookspecs import API_VERSION, hookimpl
 from keisei_core.import_strings import ImportString
+from keisei_core.lazy import lazy_attributes
 from keisei_core.oneline import one_line
 from keisei_core.specs import ModelSpec, NoOptions, ProbeSpec, StrategyContext, StrategySpec
 
@@ -308,14 +308,12 @@ __all__ = [
 ]
 
 
-def __getattr__(name: str) -> Any:
-    module = _LAZY.get(name)
-    if module is None:
-        raise AttributeError(f"module 'keisei_core.plugin' has no attribute {name!r}")
-    value = getattr(importlib.import_module(module), _RENAMED.get(name, name))
-    globals()[name] = value
-    return value
+_lazy_getattr, _lazy_dir = lazy_attributes(globals(), _LAZY, __all__, _RENAMED)
+
+
+def __getattr__(name: str) -> Any:  # a def, so type checkers see the module's lazy names
+    return _lazy_getattr(name)
 
 
 def __dir__() -> list[str]:
-    return sorted(__all__)
+    return _lazy_dir()
