@@ -36,10 +36,13 @@ import attrs
 import torch
 from torch import nn
 
-from keisei_core.compile.wrapping import add_forward_wrapper
-from keisei_core.errors import InputError
-from keisei_core.observations import make_observations
-from keisei_core.specs import StrategyContext, StrategySpec
+from keisei_core.plugin import (
+    InputError,
+    StrategyContext,
+    StrategySpec,
+    add_forward_wrapper,
+    make_observations,
+)
 
 CALIBRATION_ENV = "KEISEI_INT8_CALIBRATION"
 CALIBRATION_OCCUPANCIES = (0.2, 0.4, 0.6, 0.8)
