@@ -27,10 +27,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
-from keisei_core.bench.probe_api import ProbeContext, ProbeResult, ProbeUnsupported, RolloutBatch
-from keisei_core.bench.stats import Statistics
 from keisei_core.commands_spec import CommandContext, CommandSpec
-from keisei_core.config.experiment import BenchSettings
 from keisei_core.dtypes import DTYPE_NAMES, dtype_name, torch_dtype
 from keisei_core.errors import (
     CheckpointError,
@@ -91,6 +88,18 @@ if TYPE_CHECKING:  # the lazy names, typed for mypy and editors
     from keisei_core.bench.manifest import (
         load_average as load_average,
     )
+    from keisei_core.bench.probe_api import (
+        ProbeContext as ProbeContext,
+    )
+    from keisei_core.bench.probe_api import (
+        ProbeResult as ProbeResult,
+    )
+    from keisei_core.bench.probe_api import (
+        ProbeUnsupported as ProbeUnsupported,
+    )
+    from keisei_core.bench.probe_api import (
+        RolloutBatch as RolloutBatch,
+    )
     from keisei_core.bench.results import (
         CellRecord as CellRecord,
     )
@@ -99,6 +108,9 @@ if TYPE_CHECKING:  # the lazy names, typed for mypy and editors
     )
     from keisei_core.bench.shards import (
         config_fingerprint as config_fingerprint,
+    )
+    from keisei_core.bench.stats import (
+        Statistics as Statistics,
     )
     from keisei_core.bench.stats import (
         summarize as summarize,
@@ -161,6 +173,9 @@ if TYPE_CHECKING:  # the lazy names, typed for mypy and editors
         load_experiment as load_experiment,
     )
     from keisei_core.config.experiment import (
+        BenchSettings as BenchSettings,
+    )
+    from keisei_core.config.experiment import (
         experiment_to_dict as experiment_to_dict,
     )
     from keisei_core.introspect import (
@@ -194,7 +209,6 @@ if TYPE_CHECKING:  # the lazy names, typed for mypy and editors
         PluginHost as PluginHost,
     )
 
-
 # -- what each hook's ``register`` callback takes -------------------------------------------
 ModelRegister = Callable[[ModelSpec], None]
 StrategyRegister = Callable[[StrategySpec], None]
@@ -204,10 +218,17 @@ CommandRegister = Callable[[CommandSpec], None]
 # -- the callables a spec names ----------------------------------------------------------
 ModelBuild = Callable[[Any], "nn.Module"]
 StrategyApply = Callable[["nn.Module", StrategyContext], "nn.Module"]
-ProbeRun = Callable[[ProbeContext], ProbeResult]
+ProbeRun = Callable[["ProbeContext"], "ProbeResult"]
 
 # Names that import torch (or modules that do): loaded on first access.
 _LAZY: dict[str, str] = {
+    # the probe API (torch-free, but it brings the config layer and cattrs: loaded when used)
+    "ProbeContext": "keisei_core.bench.probe_api",
+    "ProbeResult": "keisei_core.bench.probe_api",
+    "ProbeUnsupported": "keisei_core.bench.probe_api",
+    "RolloutBatch": "keisei_core.bench.probe_api",
+    "Statistics": "keisei_core.bench.stats",
+    "BenchSettings": "keisei_core.config.experiment",
     # models
     "ActorCriticMixin": "keisei_core.actor_critic",
     "SEUnit": "keisei_core.nn.se",
@@ -272,7 +293,6 @@ _RENAMED: dict[str, str] = {"structure_options": "structure"}
 
 __all__ = [
     "API_VERSION",
-    "BenchSettings",
     "CheckpointError",
     "CommandContext",
     "CommandRegister",
@@ -287,14 +307,9 @@ __all__ = [
     "ModelSpec",
     "NoOptions",
     "PluginError",
-    "ProbeContext",
     "ProbeRegister",
-    "ProbeResult",
     "ProbeRun",
     "ProbeSpec",
-    "ProbeUnsupported",
-    "RolloutBatch",
-    "Statistics",
     "StrategyApply",
     "StrategyContext",
     "StrategyRegister",
