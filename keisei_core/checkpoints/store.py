@@ -48,6 +48,7 @@ from keisei_core.checkpoints.state_dicts import (
     unwrap_state_dict,
 )
 from keisei_core.errors import CheckpointError, UnknownNameError
+from keisei_core.oneline import one_line
 
 if TYPE_CHECKING:
     import torch
@@ -90,7 +91,7 @@ class LoadedCheckpoint:
             optimizer.load_state_dict(self.optimizer_state)
         except (ValueError, KeyError, RuntimeError) as exc:
             raise CheckpointError(
-                f"checkpoint {self.path}: optimizer state does not fit this optimizer ({' '.join(str(exc).split())})"
+                f"checkpoint {self.path}: optimizer state does not fit this optimizer ({one_line(exc, with_type=False)})"
             ) from None
 
 
@@ -231,7 +232,7 @@ def _build_checked(spec: Any, options: Any, state_dict: Mapping[str, Any], where
     try:
         return build_from_spec(spec, options)
     except (RuntimeError, MemoryError) as exc:
-        raise CheckpointError(f"{where}: building the saved recipe failed ({' '.join(str(exc).split())[:200]})") from None
+        raise CheckpointError(f"{where}: building the saved recipe failed ({one_line(exc, limit=200, with_type=False)})") from None
 
 
 def load_checkpoint(

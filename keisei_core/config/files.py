@@ -9,6 +9,7 @@ from typing import Any
 import tomli_w
 
 from keisei_core.errors import ConfigError
+from keisei_core.oneline import one_line
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -59,7 +60,7 @@ def read_toml(path: str | Path, label: str | None = None) -> dict[str, Any]:
     except UnicodeDecodeError as exc:
         raise ConfigError(f"{where}: not UTF-8 text ({exc.reason})") from None
     except tomllib.TOMLDecodeError as exc:
-        raise ConfigError(f"{where}: invalid TOML: {' '.join(str(exc).split())}") from None
+        raise ConfigError(f"{where}: invalid TOML: {one_line(exc, with_type=False)}") from None
     check_depth(data, where)
     return data
 
