@@ -103,7 +103,10 @@ def _subparsers(parser: argparse.ArgumentParser) -> dict[str, argparse.ArgumentP
 def commands() -> Iterator[tuple[str, argparse.ArgumentParser]]:
     """('keisei models', parser), ('keisei config show', parser), ... (recursively), with
     the commands the installed first-party plugins add."""
-    stack = [("keisei", build_parser(get_host().commands))]
+    from keisei_core.plugins import PluginHost
+
+    # A fresh host: the process-wide one may have been configured by an earlier test.
+    stack = [("keisei", build_parser(PluginHost().load().commands))]
     while stack:
         path, parser = stack.pop()
         yield path, parser
