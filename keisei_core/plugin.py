@@ -55,6 +55,15 @@ if TYPE_CHECKING:  # the lazy names, typed for mypy and editors
     from keisei_core.atomic_files import (
         write_bytes_atomic as write_bytes_atomic,
     )
+    from keisei_core.atomic_files import (
+        write_json_atomic as write_json_atomic,
+    )
+    from keisei_core.bench.builtin_probes import (
+        calibrate_peak as calibrate_peak,
+    )
+    from keisei_core.bench.builtin_probes import (
+        forward_flops_per_sample as forward_flops_per_sample,
+    )
     from keisei_core.bench.child import (
         apply_cell_strategy as apply_cell_strategy,
     )
@@ -106,11 +115,17 @@ if TYPE_CHECKING:  # the lazy names, typed for mypy and editors
     from keisei_core.bench.results import (
         Results as Results,
     )
+    from keisei_core.bench.results import (
+        load_results as load_results,
+    )
     from keisei_core.bench.shards import (
         config_fingerprint as config_fingerprint,
     )
     from keisei_core.bench.stats import (
         Statistics as Statistics,
+    )
+    from keisei_core.bench.stats import (
+        quantile as quantile,
     )
     from keisei_core.bench.stats import (
         summarize as summarize,
@@ -120,6 +135,9 @@ if TYPE_CHECKING:  # the lazy names, typed for mypy and editors
     )
     from keisei_core.bench.strategies import (
         check_support as check_support,
+    )
+    from keisei_core.bench.table import (
+        format_number as format_number,
     )
     from keisei_core.bench.timing import (
         MIN_BLOCK_SECONDS as MIN_BLOCK_SECONDS,
@@ -149,6 +167,12 @@ if TYPE_CHECKING:  # the lazy names, typed for mypy and editors
         trainable_parameters as trainable_parameters,
     )
     from keisei_core.compile import (
+        CompileFailedError as CompileFailedError,
+    )
+    from keisei_core.compile import (
+        compile_model as compile_model,
+    )
+    from keisei_core.compile import (
         resolve_strategy as resolve_strategy,
     )
     from keisei_core.compile.artifacts import (
@@ -160,8 +184,14 @@ if TYPE_CHECKING:  # the lazy names, typed for mypy and editors
     from keisei_core.compile.artifacts import (
         build_atomically as build_atomically,
     )
+    from keisei_core.compile.artifacts import (
+        weights_hash as weights_hash,
+    )
     from keisei_core.compile.inplace import (
         compile_in_place as compile_in_place,
+    )
+    from keisei_core.compile.wrapping import (
+        ForwardWrapper as ForwardWrapper,
     )
     from keisei_core.compile.wrapping import (
         add_forward_wrapper as add_forward_wrapper,
@@ -177,6 +207,15 @@ if TYPE_CHECKING:  # the lazy names, typed for mypy and editors
     )
     from keisei_core.config.experiment import (
         experiment_to_dict as experiment_to_dict,
+    )
+    from keisei_core.heads import (
+        WDL_SCORE_HEADS as WDL_SCORE_HEADS,
+    )
+    from keisei_core.heads import (
+        output_heads as output_heads,
+    )
+    from keisei_core.heads import (
+        scalar_value_from_wdl as scalar_value_from_wdl,
     )
     from keisei_core.introspect import (
         model_shapes as model_shapes,
@@ -207,6 +246,18 @@ if TYPE_CHECKING:  # the lazy names, typed for mypy and editors
     )
     from keisei_core.plugins import (
         PluginHost as PluginHost,
+    )
+    from keisei_core.plugins import (
+        get_host as get_host,
+    )
+    from keisei_core.spaces import (
+        KEISEI_2026 as KEISEI_2026,
+    )
+    from keisei_core.spaces import (
+        ModelSpaces as ModelSpaces,
+    )
+    from keisei_core.spaces import (
+        ObservationSpace as ObservationSpace,
     )
 
 # -- what each hook's ``register`` callback takes -------------------------------------------
@@ -286,6 +337,24 @@ _LAZY: dict[str, str] = {
     "load_experiment": "keisei_core.config",
     "now_iso": "keisei_core.bench.engine",
     "PluginHost": "keisei_core.plugins",
+    # used by the Keisei 2026 and OpenVINO plugins
+    "WDL_SCORE_HEADS": "keisei_core.heads",
+    "scalar_value_from_wdl": "keisei_core.heads",
+    "output_heads": "keisei_core.heads",
+    "KEISEI_2026": "keisei_core.spaces",
+    "ModelSpaces": "keisei_core.spaces",
+    "ObservationSpace": "keisei_core.spaces",
+    "write_json_atomic": "keisei_core.atomic_files",
+    "ForwardWrapper": "keisei_core.compile.wrapping",
+    "weights_hash": "keisei_core.compile.artifacts",
+    "load_results": "keisei_core.bench.results",
+    "format_number": "keisei_core.bench.table",
+    "calibrate_peak": "keisei_core.bench.builtin_probes",
+    "forward_flops_per_sample": "keisei_core.bench.builtin_probes",
+    "compile_model": "keisei_core.compile",
+    "CompileFailedError": "keisei_core.compile",
+    "get_host": "keisei_core.plugins",
+    "quantile": "keisei_core.bench.stats",
 }
 
 # A public name that differs from the name in its module.

@@ -14,8 +14,7 @@ from typing import TYPE_CHECKING, Any
 
 import attrs
 
-from keisei_core.hookspecs import hookimpl
-from keisei_core.specs import ModelSpec
+from keisei_core.plugin import ModelSpec, hookimpl
 from keisei_plugin_keisei2026.options import (
     MLPOptions,
     ResNetOptions,
@@ -25,6 +24,8 @@ from keisei_plugin_keisei2026.options import (
 
 if TYPE_CHECKING:
     from torch import nn
+
+KEISEI_PLUGIN_API = "1.0"  # the keisei plugin API (keisei_core.plugin) this plugin is written for
 
 UPSTREAM_COMMIT = "08747e10cde233d5c4e4244dbf01b8bfc5c19ccc"
 """The commit of tachyon-beep/keisei these networks and fixtures were checked against."""

@@ -25,7 +25,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from keisei_core.actor_critic import ActorCriticMixin
+from keisei_core.plugin import ActorCriticMixin
 from keisei_plugin_keisei2026.options import MLPOptions, ResNetOptions, TransformerOptions
 from keisei_plugin_keisei2026.spaces import spaces_for
 

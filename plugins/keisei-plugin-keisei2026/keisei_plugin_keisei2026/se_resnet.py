@@ -24,8 +24,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from keisei_core.actor_critic import ActorCriticMixin
-from keisei_core.heads import WDL_SCORE_HEADS, scalar_value_from_wdl
+from keisei_core.plugin import WDL_SCORE_HEADS, ActorCriticMixin, scalar_value_from_wdl
 from keisei_plugin_keisei2026.options import SEResNetOptions
 from keisei_plugin_keisei2026.pooling import global_pool
 from keisei_plugin_keisei2026.spaces import spaces_for

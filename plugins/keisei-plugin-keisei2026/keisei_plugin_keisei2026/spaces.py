@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from keisei_core.spaces import KEISEI_2026, ModelSpaces, ObservationSpace
+from keisei_core.plugin import KEISEI_2026, ModelSpaces, ObservationSpace
 
 BOARD = 9
 

@@ -48,7 +48,7 @@ EXPORT_BATCH = 2
 
 def output_names(model: nn.Module) -> list[str]:
     """``logits``, ``value`` and a multi-head model's extra heads (``value_wdl``, ``score``)."""
-    from keisei_core.heads import output_heads
+    from keisei_core.plugin import output_heads
 
     return [*OUTPUT_NAMES, *output_heads(model).extra]
 

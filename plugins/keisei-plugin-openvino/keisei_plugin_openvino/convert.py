@@ -37,10 +37,13 @@ import attrs
 import torch
 from torch import nn
 
-from keisei_core.atomic_files import write_json_atomic
-from keisei_core.compile.artifacts import artifact_key, artifact_path
-from keisei_core.compile.wrapping import ForwardWrapper
-from keisei_core.specs import StrategyContext
+from keisei_core.plugin import (
+    ForwardWrapper,
+    StrategyContext,
+    artifact_key,
+    artifact_path,
+    write_json_atomic,
+)
 from keisei_plugin_openvino import __version__ as plugin_version
 from keisei_plugin_openvino.errors import OpenVinoConversionError
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from keisei_core.errors import InputError, KeiseiError
+from keisei_core.plugin import InputError, KeiseiError
 
 
 class OpenVinoStrategyError(KeiseiError):

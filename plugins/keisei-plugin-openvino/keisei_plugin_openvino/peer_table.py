@@ -14,9 +14,7 @@ from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Any
 
-from keisei_core.bench.results import CellRecord, load_results
-from keisei_core.bench.table import format_number
-from keisei_core.errors import KeiseiError
+from keisei_core.plugin import CellRecord, KeiseiError, format_number, load_results
 
 HEADER = ("batch", "contender", "kind", "precision", "ms (IQR)", "x eager", "GFLOP/s", "% of peak", "max abs diff")
 

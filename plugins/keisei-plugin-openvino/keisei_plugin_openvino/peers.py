@@ -43,8 +43,13 @@ from typing import Any
 
 import attrs
 
-from keisei_core.bench.builtin_probes import calibrate_peak, forward_flops_per_sample
-from keisei_core.bench.probe_api import ProbeContext, ProbeResult, ProbeUnsupported
+from keisei_core.plugin import (
+    ProbeContext,
+    ProbeResult,
+    ProbeUnsupported,
+    calibrate_peak,
+    forward_flops_per_sample,
+)
 from keisei_plugin_openvino.options import PeerOptions
 
 CACHE_KEY = "peers"
@@ -54,7 +59,7 @@ Forward = Callable[[], Any]
 
 def parse_options(raw: Mapping[str, Any]) -> PeerOptions:
     """The probe's options, structured by the core's converter: one line naming the bad key."""
-    from keisei_core.config.converter import structure
+    from keisei_core.plugin import structure_options as structure
 
     return structure(dict(raw), PeerOptions, "[probe_options.peers]")
 
@@ -99,8 +104,7 @@ def _keisei_model(context: ProbeContext, strategy: str, options: PeerOptions) ->
 
 
 def _compile(context: ProbeContext, strategy: str, options: PeerOptions) -> tuple[Any, str, dict[str, Any]]:
-    from keisei_core.compile import CompileFailedError, compile_model
-    from keisei_core.plugins import get_host
+    from keisei_core.plugin import CompileFailedError, compile_model, get_host
 
     precision = "int8" if "int8" in strategy.split("+") else "float32"
     host = get_host()
@@ -397,6 +401,6 @@ def run_peers(context: ProbeContext) -> ProbeResult:
 
 
 def _median(values: list[float]) -> float:
-    from keisei_core.bench.stats import quantile
+    from keisei_core.plugin import quantile
 
     return float(quantile(sorted(values), 0.5))

@@ -17,12 +17,13 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
-from keisei_core.hookspecs import hookimpl
-from keisei_core.specs import ProbeSpec, StrategyContext, StrategySpec
+from keisei_core.plugin import ProbeSpec, StrategyContext, StrategySpec, hookimpl
 from keisei_plugin_openvino.options import PeerOptions
 
 if TYPE_CHECKING:
     from torch import nn
+
+KEISEI_PLUGIN_API = "1.0"  # the keisei plugin API (keisei_core.plugin) this plugin is written for
 
 
 def apply_openvino(model: nn.Module, context: StrategyContext) -> nn.Module:

@@ -28,9 +28,7 @@ import attrs
 import torch
 from torch import nn
 
-from keisei_core.compile.artifacts import weights_hash
-from keisei_core.compile.wrapping import ForwardWrapper
-from keisei_core.specs import StrategyContext
+from keisei_core.plugin import ForwardWrapper, StrategyContext, weights_hash
 from keisei_plugin_openvino.convert import (
     EXPORT_BATCH,
     IrPaths,
@@ -212,7 +210,7 @@ def openvino_forward(
 
 def export_example(example: torch.Tensor | None, observation: tuple[int, int, int]) -> torch.Tensor:
     """A batch-2 float32 example: the context's observations, or synthetic positions."""
-    from keisei_core.observations import make_observations
+    from keisei_core.plugin import make_observations
 
     if example is None:
         channels, board, width = observation

@@ -16,9 +16,7 @@ import functools
 import torch
 from torch import nn
 
-from keisei_core.compile.wrapping import add_forward_wrapper, forward_wrappers
-from keisei_core.introspect import model_shapes
-from keisei_core.specs import StrategyContext
+from keisei_core.plugin import StrategyContext, add_forward_wrapper, forward_wrappers, model_shapes
 from keisei_plugin_openvino.convert import CONVERTER, openvino_version
 from keisei_plugin_openvino.errors import InferenceOnlyError, OpenVinoStrategyError
 from keisei_plugin_openvino.runtime import OpenVinoRunner, export_example, openvino_forward
