@@ -17,6 +17,10 @@ FORBIDDEN: dict[str, tuple[str, ...]] = {
 }
 
 
+# Known calls back up, listed in docs/architecture.md ("Still calling back up"); a new one fails.
+KNOWN = {("compile/auto.py", "keisei_core.bench.manifest")}
+
+
 def _imports(path: Path) -> list[tuple[int, str]]:
     found = []
     for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
@@ -32,7 +36,8 @@ def test_no_layer_imports_the_layers_above_it() -> None:
     for layer, forbidden in FORBIDDEN.items():
         for path in sorted((CORE / layer).rglob("*.py")):
             for line, module in _imports(path):
-                if any(module == f or module.startswith(f + ".") for f in forbidden):
+                known = (str(path.relative_to(CORE)), module) in KNOWN
+                if not known and any(module == f or module.startswith(f + ".") for f in forbidden):
                     problems.append(f"{path.relative_to(CORE.parent)}:{line} imports {module}")
     assert problems == []
 
