@@ -199,6 +199,9 @@ if TYPE_CHECKING:  # the lazy names, typed for mypy and editors
     from keisei_core.compile.wrapping import (
         forward_wrappers as forward_wrappers,
     )
+    from keisei_core.compile.wrapping import (
+        wrapper_name as wrapper_name,
+    )
     from keisei_core.config import (
         load_experiment as load_experiment,
     )
@@ -296,6 +299,7 @@ _LAZY: dict[str, str] = {
     "compile_in_place": "keisei_core.compile.inplace",
     "add_forward_wrapper": "keisei_core.compile.wrapping",
     "forward_wrappers": "keisei_core.compile.wrapping",
+    "wrapper_name": "keisei_core.compile.wrapping",
     "artifact_key": "keisei_core.compile.artifacts",
     "artifact_path": "keisei_core.compile.artifacts",
     "build_atomically": "keisei_core.compile.artifacts",

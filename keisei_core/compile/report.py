@@ -289,13 +289,9 @@ class CompileReport:
 
 
 def _finite_json(value: Any) -> Any:
-    if isinstance(value, float) and not math.isfinite(value):
-        return str(value)
-    if isinstance(value, dict):
-        return {k: _finite_json(v) for k, v in value.items()}
-    if isinstance(value, list | tuple):
-        return [_finite_json(v) for v in value]
-    return value
+    from keisei_core.json_data import json_safe
+
+    return json_safe(value)
 
 
 class CompileFailedError(KeiseiError):

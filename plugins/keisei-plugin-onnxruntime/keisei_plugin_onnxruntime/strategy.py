@@ -16,10 +16,13 @@ from typing import Any
 import torch
 from torch import nn
 
-from keisei_core.compile.wrapping import forward_wrappers, wrapper_name
-from keisei_core.introspect import model_shapes
-from keisei_core.observations import make_observations
-from keisei_core.specs import StrategyContext
+from keisei_core.plugin import (
+    StrategyContext,
+    forward_wrappers,
+    make_observations,
+    model_shapes,
+    wrapper_name,
+)
 from keisei_plugin_onnxruntime.errors import InferenceOnlyError, OnnxStrategyError
 from keisei_plugin_onnxruntime.export import (
     EXPORT_BATCH,
