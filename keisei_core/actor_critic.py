@@ -101,14 +101,19 @@ class _DeclaredInput:
     found once per module (walking ``parameters()`` on every batch-1 call costs more than
     the checks themselves)."""
 
-    __slots__ = ("parameter", "shape")
+    __slots__ = ("declared", "parameter", "shape")
 
     def __init__(self, model: torch.nn.Module) -> None:
         self.shape = declared_observation_shape(model)
+        # A module whose forward converts its input (validation's float64 referee takes
+        # the float32 observations of the models it referees) declares the dtype it takes.
+        self.declared: torch.dtype | None = getattr(model, "keisei_input_dtype", None)
         first = next((p for p in model.parameters() if p.is_floating_point()), None)
         self.parameter = weakref.ref(first) if first is not None else None
 
     def dtype(self) -> torch.dtype | None:
+        if self.declared is not None:
+            return self.declared
         parameter = self.parameter() if self.parameter is not None else None
         return parameter.dtype if parameter is not None else None
 

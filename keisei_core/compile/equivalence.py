@@ -335,12 +335,19 @@ def _float32_outputs(module: nn.Module, inner: Callable[..., Any], obs: torch.Te
     return tuple(output.float() for output in inner(obs.double()))
 
 
+def _input_dtype(model: nn.Module) -> torch.dtype:
+    first = next((p for p in model.parameters() if p.is_floating_point()), None)
+    return first.dtype if first is not None else torch.float32
+
+
 def _lazy_float64(eager: nn.Module) -> Callable[[], nn.Module]:
     made: list[nn.Module] = []
 
     def get() -> nn.Module:
         if not made:
-            made.append(add_forward_wrapper(copy.deepcopy(eager).double(), _float32_outputs))
+            referee = add_forward_wrapper(copy.deepcopy(eager).double(), _float32_outputs)
+            referee.keisei_input_dtype = _input_dtype(eager)
+            made.append(referee)
         return made[0]
 
     return get

@@ -34,21 +34,28 @@ from keisei_core.compile.report import Tolerance, WeightsCheck
 from keisei_core.errors import KeiseiError
 
 
-def _forward(model: nn.Module, data: CheckInputs) -> tuple[torch.Tensor, torch.Tensor]:
+def _forward(model: nn.Module, data: CheckInputs) -> tuple[torch.Tensor, ...]:
+    # Every output head (multi-head models return more than the PPO pair): a strategy
+    # stale in any one of them is stale.
     was = model.training
     try:
         model.eval()
         with torch.no_grad():
-            logits, value = model(data.obs)
-        return logits.detach().to("cpu", torch.float64), value.detach().reshape(-1).to("cpu", torch.float64)
+            outputs = tuple(model(data.obs))
+        return tuple(
+            (out.reshape(-1) if index == 1 else out).detach().to("cpu", torch.float64)
+            for index, out in enumerate(outputs)
+        )
     finally:
         model.train(was)
 
 
 def _gap(
-    got: tuple[torch.Tensor, torch.Tensor], want: tuple[torch.Tensor, torch.Tensor], tol: Tolerance, slack: float = 0.0
+    got: tuple[torch.Tensor, ...], want: tuple[torch.Tensor, ...], tol: Tolerance, slack: float = 0.0
 ) -> tuple[float, bool]:
     worst, ok = 0.0, True
+    if len(got) != len(want):
+        return math.inf, False
     for a, b in zip(got, want, strict=True):
         if a.shape != b.shape:
             return math.inf, False
@@ -95,9 +102,9 @@ def _judge(
     tol: Tolerance,
     *,
     frozen: bool,
-    before: tuple[torch.Tensor, torch.Tensor] | None,
+    before: tuple[torch.Tensor, ...] | None,
     slack: float,
-    want: tuple[torch.Tensor, torch.Tensor] | None = None,
+    want: tuple[torch.Tensor, ...] | None = None,
 ) -> WeightsCheck:
     want = _forward(twin, data) if want is None else want
     try:

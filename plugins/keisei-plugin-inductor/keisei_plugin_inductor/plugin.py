@@ -120,6 +120,7 @@ STRATEGIES: tuple[StrategySpec, ...] = (
         dtypes={"float32"},
         training=False,
         precision="int8",
+        frozen_weights=True,  # quantized constants: load_state_dict re-quantizes, in-place edits are not seen
     ),
     StrategySpec(
         name="channels-last",
