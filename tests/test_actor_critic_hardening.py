@@ -189,5 +189,5 @@ def test_models_stay_picklable_and_copies_independent_after_ppo_calls() -> None:
     twin = copy.deepcopy(model).double()
     revived.get_action_and_value(obs, masks)
     twin.get_action_and_value(obs.double(), masks)
-    with pytest.raises(InputError, match="expected torch.float64"):
+    with pytest.raises(InputError, match=r"expected torch\.float64"):
         twin.get_action_and_value(obs, masks)
