@@ -346,7 +346,7 @@ def _lazy_float64(eager: nn.Module) -> Callable[[], nn.Module]:
     def get() -> nn.Module:
         if not made:
             referee = add_forward_wrapper(copy.deepcopy(eager).double(), _float32_outputs)
-            referee.keisei_input_dtype = _input_dtype(eager)
+            vars(referee)["keisei_input_dtype"] = _input_dtype(eager)  # a plain attribute, not a buffer
             made.append(referee)
         return made[0]
 
