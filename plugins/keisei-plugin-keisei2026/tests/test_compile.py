@@ -9,10 +9,12 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
+import attrs
 import pytest
 import torch
 
 from keisei_core.compile import compile_model
+from keisei_core.compile.tolerances import resolve_tolerance
 from keisei_core.heads import read_outputs
 from keisei_core.spaces import legal_masks_for, observations_for
 
@@ -54,9 +56,11 @@ def test_inductor_model_acts_like_eager_on_fresh_inputs(inductor_compiled: tuple
 @pytest.mark.parametrize("strategy", ["channels-last", "bf16"])
 def test_transforms_validate_every_head(build: Callable[..., Any], strategy: str) -> None:
     eager = build("keisei2026-se-resnet-tiny").eval()
-    # Batch 4 as the contracts use: at batch 2 bf16's train-mode gradients of this 16-channel
-    # model sit at the bf16 bound (relative L2 0.38 vs 0.35 measured), a tolerance question.
-    _, report = compile_model(eager, strategy, batch_sizes=(4,), fallback=False)
+    # bf16's train-mode gradients of this 16-channel model sit at the bf16 bound: relative L2
+    # 0.38 at batch 2 and 0.368 at batch 33 (an off-bucket size validation adds) against 0.35,
+    # measured. The bound is for full-width towers; this tiny one gets 0.45 for gradients.
+    tolerances = {"bfloat16": attrs.evolve(resolve_tolerance("bfloat16", None), grad_rtol=0.45)}
+    _, report = compile_model(eager, strategy, batch_sizes=(4,), fallback=False, tolerances=tolerances)
     assert report.status == "compiled", report.reason
     assert {c.output for c in report.checks if c.method == "forward"} >= HEADS
 
