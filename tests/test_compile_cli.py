@@ -52,9 +52,11 @@ def test_json_report_of_a_validated_strategy(capsys: pytest.CaptureFixture[str])
     status, report, _err = _run(capsys, "validate", "actor-critic", "--strategy", "eager", *SMALL, "--json")
     assert status == 0
     assert report["status"] == "compiled" and report["strategy"] == "eager"
-    assert report["batch_sizes"] == [1, 3] and report["modes"] == ["eval", "train"]
+    # Declared 1 and 3; validation adds the off-bucket sizes 33 and (3 being declared) 5.
+    assert report["declared_batch_sizes"] == [1, 3] and report["modes"] == ["eval", "train"]
+    assert report["batch_sizes"] == [1, 3, 5, 33]
     assert report["model_options"]["conv_channels"] == 2
-    assert {c["batch_size"] for c in report["checks"]} == {1, 3}
+    assert {c["batch_size"] for c in report["checks"]} == {1, 3, 5, 33}
     assert all(c["passed"] for c in report["checks"])
 
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import copy
 import json
+import re
 import time
 from typing import Any
 
@@ -290,7 +291,12 @@ def test_speed_guard_falls_back_when_not_faster() -> None:
     assert report.speed is not None and report.speed.batch_size == 4 and report.speed.samples >= 5
     assert report.speed.compiled_ms > report.speed.eager_ms and report.speed.speedup < 1
     assert [s.batch_size for s in report.speeds] == [1, 4]  # every declared size is timed
-    assert (report.reason or "").startswith("not faster than eager at batch 1")
+    # The reason names the first declared size that was not faster (on a loaded machine one
+    # descheduled eager call can make batch 1 look slow enough, so either size may be named).
+    named = re.match(r"not faster than eager at batch (\d+): ", report.reason or "")
+    assert named is not None, report.reason
+    first_slow = next(s for s in report.speeds if not s.faster)
+    assert int(named.group(1)) == first_slow.batch_size
     with pytest.raises(KeiseiError, match="guard must be"):
         compile_model(model, wrapper_strategy("slow", _slow), guard="fastest")
 
