@@ -138,10 +138,11 @@ class TuneReport:
         return _bucket_choice(self.choices, batch_size)
 
     def to_dict(self) -> dict[str, Any]:
-        from keisei_core.compile.report import _finite_json
-        from keisei_core.config.converter import unstructure
+        """Strict-JSON data through the project's converter (the cache file, ``--json``)."""
+        from keisei_core.json_data import json_safe
+        from keisei_core.serialization import unstructure
 
-        return _finite_json(unstructure(self))  # type: ignore[no-any-return]
+        return json_safe(unstructure(self))  # type: ignore[no-any-return]
 
 
 def _bucket_choice(choices: Sequence[Choice], batch_size: int) -> Choice:
@@ -320,8 +321,8 @@ def candidate_identities(host: Any) -> list[dict[str, Any]]:
 
 def tune_key(model: nn.Module, host: Any, *, device: str, dtype: str, batch_sizes: Sequence[int],
              max_compositions: int, seed: int) -> str:
-    from keisei_core.bench.manifest import cpu_model
     from keisei_core.compile.artifacts import weights_hash
+    from keisei_core.environment import cpu_model
 
     recipe = {
         "version": CACHE_VERSION,
@@ -402,8 +403,8 @@ def tune(
     progress: Any = None,
 ) -> tuple[nn.Module, TuneReport]:
     """Search, validate, time and choose; returns the dispatching model and the report."""
-    from keisei_core.bench.manifest import cpu_model
     from keisei_core.compile.engine import _check_batch_sizes, _model_place, compile_model
+    from keisei_core.environment import cpu_model
 
     started = time.perf_counter()
     if host is None:
@@ -437,7 +438,7 @@ def tune(
     if use_cache:
         decision = _load_decision(path)
         if decision is not None:
-            from keisei_core.config.converter import converter
+            from keisei_core.serialization import converter
 
             choices = tuple(converter.structure(c, Choice) for c in decision["choices"])
             winners: dict[str, nn.Module] = {}
