@@ -185,6 +185,33 @@ if TYPE_CHECKING:  # the lazy names, typed for mypy and editors
     from keisei_core.compile.composition import (
         Composition as Composition,
     )
+    from keisei_core.compile.exported import (
+        EXPORT_BATCH as EXPORT_BATCH,
+    )
+    from keisei_core.compile.exported import (
+        check_eval_mode as check_eval_mode,
+    )
+    from keisei_core.compile.exported import (
+        check_exported_cell as check_exported_cell,
+    )
+    from keisei_core.compile.exported import (
+        check_exported_input as check_exported_input,
+    )
+    from keisei_core.compile.exported import (
+        export_example as export_example,
+    )
+    from keisei_core.compile.exported import (
+        exported_observation_shape as exported_observation_shape,
+    )
+    from keisei_core.compile.exported import (
+        file_sha256 as file_sha256,
+    )
+    from keisei_core.compile.exported import (
+        verify_sidecar as verify_sidecar,
+    )
+    from keisei_core.compile.exported import (
+        weights_fingerprint as weights_fingerprint,
+    )
     from keisei_core.compile.inplace import (
         compile_in_place as compile_in_place,
     )
@@ -317,6 +344,16 @@ _LAZY: dict[str, str] = {
     "artifact_path": "keisei_core.compile.artifacts",
     "build_atomically": "keisei_core.compile.artifacts",
     "resolve_strategy": "keisei_core.compile",
+    # inference-only runners of an exported graph (ONNX Runtime, OpenVINO)
+    "EXPORT_BATCH": "keisei_core.compile.exported",
+    "check_eval_mode": "keisei_core.compile.exported",
+    "check_exported_cell": "keisei_core.compile.exported",
+    "check_exported_input": "keisei_core.compile.exported",
+    "export_example": "keisei_core.compile.exported",
+    "exported_observation_shape": "keisei_core.compile.exported",
+    "file_sha256": "keisei_core.compile.exported",
+    "verify_sidecar": "keisei_core.compile.exported",
+    "weights_fingerprint": "keisei_core.compile.exported",
     # compile reports: typed in code, data only at a file boundary (report_data)
     "Composition": "keisei_core.compile.composition",
     "CompileReport": "keisei_core.compile.report",

@@ -43,6 +43,7 @@ from keisei_core.compile.tolerances import Tolerances, resolve_tolerance
 from keisei_core.compile.weights import check_weight_updates
 from keisei_core.errors import InputError
 from keisei_core.introspect import model_shapes
+from keisei_core.json_data import json_safe
 from keisei_core.observations import make_observations
 from keisei_core.specs import StrategyContext, StrategySpec
 from keisei_core.statuses import CompileStatus, FailureKind
@@ -388,7 +389,7 @@ def compile_model(
         weights=tuple(weights),
         speed_seconds=speed_total,
         stage_seconds=stages,
-        notes=_plain(context.notes),
+        notes=json_safe(context.notes),  # strategies note anything; the report holds data
         **base,
     )
     if failure is not None:
@@ -464,15 +465,3 @@ def _check_contract(name: str, candidate: Any, expected_keys: list[str]) -> None
             "compiled and eager checkpoints must load into each other",
             Failure(FailureKind.CONTRACT, check="state_dict keys", strategy=name),
         )
-
-
-def _plain(notes: dict[str, Any]) -> dict[str, Any]:
-    out: dict[str, Any] = {}
-    for key, value in notes.items():
-        if value is None or isinstance(value, bool | int | float | str):
-            out[str(key)] = value
-        elif isinstance(value, list | tuple):
-            out[str(key)] = [v if isinstance(v, bool | int | float | str) else str(v) for v in value]
-        else:
-            out[str(key)] = str(value)
-    return out

@@ -155,7 +155,9 @@ def _onnx_bytes(context: ProbeContext) -> bytes:
     cache = context.run_cache.setdefault(CACHE_KEY, {}).setdefault("onnx", {})
     key = (context.model_name, repr(sorted(context.model_options.items())))
     if key not in cache:
-        from keisei_plugin_onnxruntime.export import EXPORT_BATCH, export_to_onnx
+        from keisei_plugin_onnxruntime.export import export_to_onnx
+
+        from keisei_core.plugin import EXPORT_BATCH
 
         model = copy.deepcopy(context.eager_model).eval()
         data, _opset = export_to_onnx(model, context.observations(EXPORT_BATCH), context.model_name)
