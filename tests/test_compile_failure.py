@@ -169,3 +169,12 @@ def test_report_data_is_strict_json_and_reads_back_equal(
 def test_data_that_is_not_a_report_is_one_error_naming_where() -> None:
     with pytest.raises(InputError, match=r"^results.json: cells\[0\]: not a compile report"):
         report_from_data({"strategy": "x", "status": "maybe"}, "results.json: cells[0]")
+
+
+def test_the_failure_summary_reads_as_one_line() -> None:
+    failure = Failure(FailureKind.MISMATCH, check="forward.logits", batch_size=4, mode="eval", measured=0.5,
+                      allowed=1e-5)
+    assert failure.summary() == "mismatch: forward.logits, batch 4 (eval), measured 0.5 vs allowed 1e-05"
+    declined_here = Failure(FailureKind.APPLY_ERROR, check="applying 'x'", strategy="x", error="InputError",
+                            user_error=True)
+    assert declined_here.summary() == "apply-error: applying 'x', strategy 'x', raised InputError (a KeiseiError)"

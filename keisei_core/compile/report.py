@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import functools
 import math
+from collections.abc import Sequence
 from typing import Any
 
 import attrs
@@ -49,6 +50,20 @@ class Failure:
     allowed: float | None = None
     error: str | None = None
     user_error: bool = False
+
+    def summary(self) -> str:
+        """``mismatch: forward.logits, batch 4 (eval), measured 0.5 vs allowed 1e-05``."""
+        parts = [p for p in (self.check, f"strategy '{self.strategy}'" if self.strategy else None) if p]
+        if self.batch_size is not None:
+            parts.append(f"batch {self.batch_size}" + (f" ({self.mode})" if self.mode else ""))
+        elif self.mode:
+            parts.append(self.mode)
+        if self.measured is not None:
+            parts.append(f"measured {self.measured:.3g}"
+                         + (f" vs allowed {self.allowed:.3g}" if self.allowed is not None else ""))
+        if self.error:
+            parts.append(f"raised {self.error}" + (" (a KeiseiError)" if self.user_error else ""))
+        return f"{self.kind}: {', '.join(parts)}" if parts else str(self.kind)
 
     @property
     def declined(self) -> bool:
@@ -266,6 +281,70 @@ class SpeedCheck:
         return "same"
 
 
+# -- the auto tuner's report (keisei_core.compile.auto), held by CompileReport.auto ----------
+@attrs.frozen
+class Candidate:
+    """What happened to one candidate: ``validated`` (passed every check, timed),
+    ``fallback`` (failed a check; ``reason`` says which), ``skipped`` (unsupported here),
+    ``pruned`` (beyond the search bound)."""
+
+    strategy: str
+    stage: int
+    status: str
+    reason: str | None = None
+    compile_seconds: float | None = None
+    validation_seconds: float | None = None
+    total_seconds: float | None = None
+    warm_start: bool | None = None
+    # The compile report's own speed checks (its JSON adds each one's speedup and verdict).
+    speeds: tuple[SpeedCheck, ...] = ()
+
+    def speed_at(self, batch_size: int) -> SpeedCheck | None:
+        return next((s for s in self.speeds if s.batch_size == batch_size), None)
+
+
+@attrs.frozen
+class Choice:
+    batch_size: int
+    strategy: str
+    speedup: float
+
+
+@attrs.frozen
+class TuneReport:
+    """The decision and every candidate. ``reused``: the decision came from the cache
+    (``candidates`` are the original run's); ``tune_seconds``: this call's wall time."""
+
+    model: str | None
+    device: str
+    dtype: str
+    batch_sizes: tuple[int, ...]
+    choices: tuple[Choice, ...]
+    candidates: tuple[Candidate, ...]
+    key: str
+    cache_path: str | None
+    reused: bool
+    tune_seconds: float
+    original_tune_seconds: float
+    cpu: str
+    threads: int
+    torch_version: str
+    notes: dict[str, Any] = attrs.field(factory=dict)
+
+    def choice_for(self, batch_size: int) -> Choice:
+        return bucket_choice(self.choices, batch_size)
+
+    def to_dict(self) -> dict[str, Any]:
+        """Strict-JSON data through the project's converter (the cache file, ``--json``)."""
+        return _json_data(self)
+
+
+def bucket_choice(choices: Sequence[Choice], batch_size: int) -> Choice:
+    """The choice of the smallest declared size at least ``batch_size``, else the largest."""
+    ordered = sorted(choices, key=lambda c: c.batch_size)
+    return next((c for c in ordered if c.batch_size >= batch_size), ordered[-1])
+
+
 def policy_failure(check: PolicyCheck) -> Failure:
     """A missed policy-level threshold (quantized strategies) as a :class:`Failure`."""
     return Failure(FailureKind.POLICY, check=f"policy:{check.metric}", batch_size=check.batch_size,
@@ -323,7 +402,7 @@ class CompileReport:
     weights: tuple[WeightsCheck, ...] = ()
     frozen_weights: bool = False
     speed_seconds: float | None = None
-    auto: dict[str, Any] | None = None
+    auto: TuneReport | None = None
     stage_seconds: dict[str, float] = attrs.field(factory=dict)
 
     def speed_at(self, batch_size: int) -> SpeedCheck | None:
@@ -421,10 +500,14 @@ def _reading_converter() -> cattrs.Converter:
 def report_data(report: CompileReport) -> dict[str, Any]:
     """``report`` as strict-JSON data (results files, ``--json``, checkpoints): the
     converter's unstructuring, statuses as their text, non-finite floats as strings."""
+    return _json_data(report)
+
+
+def _json_data(value: Any) -> dict[str, Any]:
     from keisei_core.json_data import json_safe
     from keisei_core.serialization import unstructure
 
-    return json_safe(unstructure(report))  # type: ignore[no-any-return]
+    return json_safe(unstructure(value))  # type: ignore[no-any-return]
 
 
 def report_from_data(data: Any, where: str = "compile report") -> CompileReport:
