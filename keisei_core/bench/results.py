@@ -42,7 +42,6 @@ is still alive, so ``keisei compare``, ``keisei merge`` and the table say so.
 from __future__ import annotations
 
 import json
-import math
 import os
 import socket
 from collections.abc import Iterable
@@ -55,6 +54,7 @@ from keisei_core.atomic_files import write_json_atomic
 from keisei_core.bench.probe_api import ProbeResult
 from keisei_core.bench.stats import Statistics
 from keisei_core.errors import KeiseiError
+from keisei_core.json_data import json_safe
 
 SCHEMA = "keisei.bench.results"
 SCHEMA_VERSION = 1
@@ -62,23 +62,6 @@ STATUSES = ("ok", "failed", "skipped")
 RUN_INCOMPLETE = "incomplete"
 # Non-finite numbers listed in "notes" before the rest are only counted.
 SHOWN_NOTES = 20
-
-
-def json_safe(value: Any, path: str = "") -> tuple[Any, list[str]]:
-    """``value`` with every NaN/infinite float replaced by None, and where each one was."""
-    replaced: list[str] = []
-
-    def walk(item: Any, where: str) -> Any:
-        if isinstance(item, float) and not math.isfinite(item):
-            replaced.append(f"{where or 'value'}: {item} written as null")
-            return None
-        if isinstance(item, dict):
-            return {k: walk(v, f"{where}.{k}" if where else str(k)) for k, v in item.items()}
-        if isinstance(item, list | tuple):
-            return [walk(v, f"{where}[{i}]") for i, v in enumerate(item)]
-        return item
-
-    return walk(value, path), replaced
 
 
 def _writer_alive(run: dict[str, Any]) -> bool:
@@ -250,7 +233,8 @@ class Results:
         target = path or self.path
         if target is None:
             raise ValueError("results have no path to save to")
-        document, replaced = json_safe(self.to_dict())
+        replaced: list[str] = []
+        document = json_safe(self.to_dict(), non_finite="null", replaced=replaced)
         if replaced:
             note = "; ".join(replaced[:SHOWN_NOTES])
             more = f" (and {len(replaced) - SHOWN_NOTES} more)" if len(replaced) > SHOWN_NOTES else ""
