@@ -224,6 +224,9 @@ if TYPE_CHECKING:  # the lazy names, typed for mypy and editors
     from keisei_core.compile.report import (
         report_data as report_data,
     )
+    from keisei_core.compile.report import (
+        report_from_data as report_from_data,
+    )
     from keisei_core.compile.wrapping import (
         ForwardWrapper as ForwardWrapper,
     )
@@ -359,6 +362,7 @@ _LAZY: dict[str, str] = {
     "CompileReport": "keisei_core.compile.report",
     "Failure": "keisei_core.compile.report",
     "report_data": "keisei_core.compile.report",
+    "report_from_data": "keisei_core.compile.report",
     # probes and measurement
     "measure": "keisei_core.bench.timing",
     "measure_interleaved": "keisei_core.bench.timing",

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import math
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -178,3 +179,28 @@ def test_the_failure_summary_reads_as_one_line() -> None:
     declined_here = Failure(FailureKind.APPLY_ERROR, check="applying 'x'", strategy="x", error="InputError",
                             user_error=True)
     assert declined_here.summary() == "apply-error: applying 'x', strategy 'x', raised InputError (a KeiseiError)"
+
+
+def test_a_results_file_holds_the_report_as_data_and_reads_it_back_typed(tmp_path: Path) -> None:
+    from keisei_core.bench.results import CellRecord, Results, ResultsError, load_results
+
+    failure = Failure(FailureKind.MISMATCH, check="forward.logits", batch_size=4, mode="eval", measured=math.inf,
+                      allowed=1e-5)
+    check = EquivalenceCheck(4, "eval", "float32", "forward", "logits", math.inf, math.inf, 1e-5, 1e-4, False)
+    report = CompileReport("counting", CompileStatus.FAILED, reason="why", failure=failure, checks=(check,))
+    cell = CellRecord(model="m", model_label="m", model_options={}, strategy="counting", probe="latency",
+                      batch_size=4, device="cpu", dtype="float32", status="failed", reason="why",
+                      compile_report=report)
+    path = tmp_path / "results.json"
+    Results(run={}, manifest={}, cells=[cell], path=path).save()
+    data = json.loads(path.read_text())
+    assert data["cells"][0]["compile_report"]["failure"]["kind"] == "mismatch"
+    assert data["cells"][0]["compile_report"]["checks"][0]["max_abs_diff"] is None  # written as null
+    again = load_results(path).cells[0].compile_report
+    assert isinstance(again, CompileReport) and again.failure is not None
+    assert again.failure.kind is FailureKind.MISMATCH and again.failure.measured is None  # optional: null stays None
+    assert math.isnan(again.checks[0].max_abs_diff)  # a required float read back from null
+    data["cells"][0]["compile_report"] = {"strategy": "x", "status": "maybe"}
+    path.write_text(json.dumps(data))
+    with pytest.raises(ResultsError, match=r"cell m/counting/b4: compile_report: not a compile report"):
+        load_results(path)

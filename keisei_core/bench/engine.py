@@ -46,7 +46,7 @@ from keisei_core.bench.strategies import (
     check_support,
     is_baseline,
 )
-from keisei_core.compile.report import CompileReport, report_data
+from keisei_core.compile.report import CompileReport
 from keisei_core.config.experiment import ExperimentConfig, ModelEntry, experiment_to_dict
 from keisei_core.errors import ConfigError, KeiseiError
 from keisei_core.specs import ProbeSpec
@@ -349,7 +349,7 @@ class BenchEngine:
             device=config.device,
             dtype=config.dtype,
             status="ok",
-            compile_report=report_data(group.report) if group.report is not None else None,
+            compile_report=group.report,
             speed_check=speed_check_at(group.report, batch_size),
         )
         if cell.speed_check is not None and cell.speed_check.get("verdict") == "slower":

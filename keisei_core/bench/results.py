@@ -53,8 +53,10 @@ import attrs
 from keisei_core.atomic_files import write_json_atomic
 from keisei_core.bench.probe_api import ProbeResult
 from keisei_core.bench.stats import Statistics
+from keisei_core.compile.report import CompileReport, report_from_data
 from keisei_core.errors import KeiseiError
 from keisei_core.json_data import json_safe
+from keisei_core.serialization import unstructure
 
 SCHEMA = "keisei.bench.results"
 SCHEMA_VERSION = 1
@@ -96,7 +98,9 @@ class CellRecord:
     status: str = attrs.field(validator=attrs.validators.in_(STATUSES))
     reason: str | None = None
     result: ProbeResult | None = None
-    compile_report: dict[str, Any] | None = None
+    # Typed in memory; unstructured by to_dict (Results.save then writes non-finite
+    # numbers as null) and structured again by from_dict.
+    compile_report: CompileReport | None = None
     warnings: list[str] = attrs.field(factory=list)
     duration_seconds: float = 0.0
     speed_check: dict[str, Any] | None = None
@@ -133,7 +137,7 @@ class CellRecord:
             "higher_is_better": result["higher_is_better"] if result else None,
             "statistics": result["statistics"] if result else None,
             "extra": result["extra"] if result else {},
-            "compile_report": self.compile_report,
+            "compile_report": unstructure(self.compile_report) if self.compile_report is not None else None,
             "speed_check": self.speed_check,
             "warnings": list(self.warnings),
             "duration_seconds": self.duration_seconds,
@@ -156,11 +160,21 @@ class CellRecord:
             status=data["status"],
             reason=data.get("reason"),
             result=result,
-            compile_report=data.get("compile_report"),
+            compile_report=_report(data.get("compile_report"), data),
             warnings=list(data.get("warnings") or []),
             duration_seconds=float(data.get("duration_seconds") or 0.0),
             speed_check=data.get("speed_check"),
         )
+
+
+def _report(data: Any, cell: dict[str, Any]) -> CompileReport | None:
+    if data is None:
+        return None
+    where = f"cell {cell.get('model_label') or cell.get('model')}/{cell.get('strategy')}/b{cell.get('batch_size')}"
+    try:
+        return report_from_data(data, f"{where}: compile_report")
+    except KeiseiError as exc:
+        raise ResultsError(str(exc)) from None
 
 
 @attrs.define

@@ -481,9 +481,12 @@ _register_hooks(_project_converter())
 
 
 def _float_or_text(value: Any, _type: type) -> float:
-    # report_data wrote inf, -inf and nan as text (strict JSON has none).
+    # report_data wrote inf, -inf and nan as text (strict JSON has none); a results file
+    # wrote them as null, which for a float that is never None can only have been one.
     if isinstance(value, str) and value in ("inf", "-inf", "nan"):
         return float(value)
+    if value is None:
+        return math.nan
     if isinstance(value, bool) or not isinstance(value, int | float):
         raise TypeError(f"expected a number, got {value!r}")
     return float(value)
