@@ -1,4 +1,5 @@
-"""``assert_acts_like``: a compiled actor-critic acts as its eager model does, on one batch.
+"""``assert_acts_like``: a compiled actor-critic acts as its eager model does, on one batch;
+``randomise_batchnorm``: BatchNorm statistics that make folding and fusion matter.
 
 What the tests of every compile strategy check by hand: the forward outputs, the
 deterministic masked actions of ``get_action_and_value`` (which may differ from eager's
@@ -48,3 +49,21 @@ def assert_acts_like(
         close(lp_c, lp_e)
         close(ent_c, ent_e)
         close(val_c, val_e)
+
+
+def randomise_batchnorm(model: Any, seed: int = 0) -> Any:
+    """``model`` in eval mode with random BatchNorm statistics and affine parameters: fresh
+    BNs are the identity in eval mode, so a strategy that folds or fuses them wrongly would
+    still match eager."""
+    from torch import nn
+
+    gen = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for module in model.modules():
+            if isinstance(module, nn.BatchNorm2d):
+                c = module.num_features
+                module.running_mean.copy_(torch.rand(c, generator=gen) - 0.5)
+                module.running_var.copy_(torch.rand(c, generator=gen) + 0.5)
+                module.weight.copy_(torch.rand(c, generator=gen) + 0.5)
+                module.bias.copy_(torch.rand(c, generator=gen) - 0.5)
+    return model.eval()

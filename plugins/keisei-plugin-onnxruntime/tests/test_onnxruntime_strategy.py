@@ -33,26 +33,12 @@ from keisei_core.errors import InputError, KeiseiError
 from keisei_core.observations import make_legal_masks, make_observations
 from keisei_core.plugins import PluginHost
 from keisei_core.specs import StrategyContext
-from keisei_core.testing.acting import assert_acts_like
+from keisei_core.testing.acting import assert_acts_like, randomise_batchnorm
 
 ATOL = RTOL = 1e-4
 SMALL = {"conv_channels": 4, "num_actions": 100}
 # restower-small comes from another distribution: an optional extra of these tests.
 HAVE_RESTOWER = importlib.util.find_spec("keisei_plugin_restower") is not None
-
-
-def randomise_batchnorm(model: nn.Module, seed: int = 0) -> nn.Module:
-    """Fresh BNs are the identity in eval mode; random statistics make folding matter."""
-    gen = torch.Generator().manual_seed(seed)
-    with torch.no_grad():
-        for module in model.modules():
-            if isinstance(module, nn.BatchNorm2d):
-                c = module.num_features
-                module.running_mean.copy_(torch.rand(c, generator=gen) - 0.5)
-                module.running_var.copy_(torch.rand(c, generator=gen) + 0.5)
-                module.weight.copy_(torch.rand(c, generator=gen) + 0.5)
-                module.bias.copy_(torch.rand(c, generator=gen) - 0.5)
-    return model.eval()
 
 
 def compile_copy(eager: nn.Module, cache_dir: Path | None = None) -> tuple[nn.Module, StrategyContext]:
