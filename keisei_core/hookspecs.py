@@ -12,8 +12,11 @@ from typing import Any
 import pluggy
 
 PROJECT_NAME = "keisei"
-API_VERSION = "1.0"
-"""The plugin API version (``MAJOR.MINOR``): these hooks and :mod:`keisei_core.plugin`."""
+API_VERSION = "1.1"
+"""The plugin API version (``MAJOR.MINOR``): these hooks and :mod:`keisei_core.plugin`.
+
+1.1 added ``SEFunction`` (the parameter-free SE unit that blocks owning their SE weights call)
+and ``StrategySpec.train_only``."""
 ENTRY_POINT_GROUP = "keisei"
 
 hookspec = pluggy.HookspecMarker(PROJECT_NAME)

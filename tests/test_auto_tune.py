@@ -26,6 +26,7 @@ from keisei_core.compile.auto import (
     Choice,
     choose,
     dispatching_model,
+    single_candidates,
     tune,
 )
 from keisei_core.observations import make_legal_masks, make_observations
@@ -279,3 +280,28 @@ def test_the_tuned_model_computes_what_eager_computes(tuned: Any, batch: int, se
         want = model.evaluate_actions(obs, masks.float().argmax(-1), masks)
     for a, b in zip(got, want, strict=True):
         torch.testing.assert_close(a, b)
+
+
+TRAIN_ONLY_PLUGIN = '''
+from keisei_core import StrategySpec, hookimpl
+
+
+def same(model, context):
+    return model
+
+
+@hookimpl
+def keisei_register_compile_strategies(register):
+    register(StrategySpec("train-trick", same, kind="transform", train_only=True))
+    register(StrategySpec("plain-trick", same, kind="transform"))
+'''
+
+
+def test_train_only_strategies_are_skipped_with_the_reason(tmp_path: Path) -> None:
+    """auto tunes acting: a strategy that changes only training runs eager's code there."""
+    (tmp_path / "train_only_plugin.py").write_text(textwrap.dedent(TRAIN_ONLY_PLUGIN))
+    runnable, skipped = single_candidates(_host(tmp_path / "train_only_plugin.py"), "cpu", "float32")
+    assert "plain-trick" in [spec.name for spec in runnable]
+    assert "train-trick" not in [spec.name for spec in runnable]
+    (train_trick,) = [c for c in skipped if c.strategy == "train-trick"]
+    assert train_trick.status == "skipped" and "train_only" in train_trick.reason

@@ -84,6 +84,8 @@ def single_candidates(host: Any, device: str, dtype: str) -> tuple[list[Strategy
         if spec.name in (BASELINE, AUTO):
             continue
         reason = _supported([spec], device, dtype)
+        if reason is None and spec.train_only:
+            reason = "changes only training (train_only); auto tunes acting, where it runs eager's code"
         if reason is None:
             runnable.append(spec)
         else:
