@@ -62,8 +62,9 @@ def randomise_batchnorm(model: Any, seed: int = 0) -> Any:
         for module in model.modules():
             if isinstance(module, nn.BatchNorm2d):
                 c = module.num_features
-                module.running_mean.copy_(torch.rand(c, generator=gen) - 0.5)
-                module.running_var.copy_(torch.rand(c, generator=gen) + 0.5)
+                if module.running_mean is not None and module.running_var is not None:  # tracked statistics
+                    module.running_mean.copy_(torch.rand(c, generator=gen) - 0.5)
+                    module.running_var.copy_(torch.rand(c, generator=gen) + 0.5)
                 module.weight.copy_(torch.rand(c, generator=gen) + 0.5)
                 module.bias.copy_(torch.rand(c, generator=gen) - 0.5)
     return model.eval()
