@@ -16,7 +16,11 @@ API_VERSION = "1.1"
 """The plugin API version (``MAJOR.MINOR``): these hooks and :mod:`keisei_core.plugin`.
 
 1.1 added ``SEFunction`` (the parameter-free SE unit that blocks owning their SE weights call)
-and ``StrategySpec.train_only``."""
+and ``StrategySpec.train_only``; the typed compile report (``CompileReport``, ``Failure``,
+``CompileStatus``, ``FailureKind``, ``Composition``, ``report_data``, ``report_from_data``)
+and the helpers of exported-graph runners (``check_exported_cell``, ``check_exported_input``,
+``check_eval_mode``, ``export_example``, ``exported_observation_shape``, ``weights_fingerprint``,
+``file_sha256``, ``verify_sidecar``, ``EXPORT_BATCH``)."""
 ENTRY_POINT_GROUP = "keisei"
 
 hookspec = pluggy.HookspecMarker(PROJECT_NAME)

@@ -9,19 +9,35 @@ import math
 from typing import Any
 
 
-def json_safe(value: Any) -> Any:
+def json_safe(value: Any, *, non_finite: str = "text", replaced: list[str] | None = None, path: str = "") -> Any:
     """``value`` as strict-JSON data: mappings with string keys, lists for any sequence or
-    set, finite numbers; NaN, infinities and anything else become their ``str``.
+    set, finite numbers; anything else becomes its ``str``.
+
+    NaN and infinities become their text (``non_finite="text"``: reports, where the value
+    still says something) or null (``"null"``: results files, whose numbers readers
+    aggregate); with ``replaced`` given, each one is listed there as
+    ``"path.to.key: inf written as null"`` (``path`` prefixes the paths).
 
     Strict because ``json.dump(..., allow_nan=False)`` (what keisei's atomic writer uses)
     rejects NaN and infinity, which other readers of the file would choke on anyway.
     """
-    if isinstance(value, dict):
-        return {str(key): json_safe(item) for key, item in value.items()}
-    if isinstance(value, list | tuple | set | frozenset):
-        return [json_safe(item) for item in value]
-    if value is None or isinstance(value, bool | int | str):
-        return value
-    if isinstance(value, float):
-        return value if math.isfinite(value) else str(value)
-    return str(value)
+    if non_finite not in ("text", "null"):
+        raise ValueError(f"non_finite must be 'text' or 'null', got {non_finite!r}")
+
+    def walk(item: Any, where: str) -> Any:
+        if isinstance(item, dict):
+            return {str(key): walk(v, f"{where}.{key}" if where else str(key)) for key, v in item.items()}
+        if isinstance(item, list | tuple | set | frozenset):
+            return [walk(v, f"{where}[{i}]") for i, v in enumerate(item)]
+        if item is None or isinstance(item, bool | int | str):
+            return item
+        if isinstance(item, float):
+            if math.isfinite(item):
+                return item
+            if replaced is not None:
+                written = "null" if non_finite == "null" else "text"
+                replaced.append(f"{where or 'value'}: {item} written as {written}")
+            return None if non_finite == "null" else str(item)
+        return str(item)
+
+    return walk(value, path)

@@ -42,6 +42,7 @@ from keisei_core.import_strings import ImportString
 from keisei_core.lazy import lazy_attributes
 from keisei_core.oneline import one_line
 from keisei_core.specs import ModelSpec, NoOptions, ProbeSpec, StrategyContext, StrategySpec
+from keisei_core.statuses import CompileStatus, FailureKind
 
 if TYPE_CHECKING:  # the lazy names, typed for mypy and editors
     from torch import nn
@@ -90,12 +91,6 @@ if TYPE_CHECKING:  # the lazy names, typed for mypy and editors
     )
     from keisei_core.bench.engine import (
         now_iso as now_iso,
-    )
-    from keisei_core.bench.manifest import (
-        environment_manifest as environment_manifest,
-    )
-    from keisei_core.bench.manifest import (
-        load_average as load_average,
     )
     from keisei_core.bench.probe_api import (
         ProbeContext as ProbeContext,
@@ -187,8 +182,50 @@ if TYPE_CHECKING:  # the lazy names, typed for mypy and editors
     from keisei_core.compile.artifacts import (
         weights_hash as weights_hash,
     )
+    from keisei_core.compile.composition import (
+        Composition as Composition,
+    )
+    from keisei_core.compile.exported import (
+        EXPORT_BATCH as EXPORT_BATCH,
+    )
+    from keisei_core.compile.exported import (
+        check_eval_mode as check_eval_mode,
+    )
+    from keisei_core.compile.exported import (
+        check_exported_cell as check_exported_cell,
+    )
+    from keisei_core.compile.exported import (
+        check_exported_input as check_exported_input,
+    )
+    from keisei_core.compile.exported import (
+        export_example as export_example,
+    )
+    from keisei_core.compile.exported import (
+        exported_observation_shape as exported_observation_shape,
+    )
+    from keisei_core.compile.exported import (
+        file_sha256 as file_sha256,
+    )
+    from keisei_core.compile.exported import (
+        verify_sidecar as verify_sidecar,
+    )
+    from keisei_core.compile.exported import (
+        weights_fingerprint as weights_fingerprint,
+    )
     from keisei_core.compile.inplace import (
         compile_in_place as compile_in_place,
+    )
+    from keisei_core.compile.report import (
+        CompileReport as CompileReport,
+    )
+    from keisei_core.compile.report import (
+        Failure as Failure,
+    )
+    from keisei_core.compile.report import (
+        report_data as report_data,
+    )
+    from keisei_core.compile.report import (
+        report_from_data as report_from_data,
     )
     from keisei_core.compile.wrapping import (
         ForwardWrapper as ForwardWrapper,
@@ -210,6 +247,12 @@ if TYPE_CHECKING:  # the lazy names, typed for mypy and editors
     )
     from keisei_core.config.experiment import (
         experiment_to_dict as experiment_to_dict,
+    )
+    from keisei_core.environment import (
+        environment_manifest as environment_manifest,
+    )
+    from keisei_core.environment import (
+        load_average as load_average,
     )
     from keisei_core.heads import (
         WDL_SCORE_HEADS as WDL_SCORE_HEADS,
@@ -308,6 +351,22 @@ _LAZY: dict[str, str] = {
     "artifact_path": "keisei_core.compile.artifacts",
     "build_atomically": "keisei_core.compile.artifacts",
     "resolve_strategy": "keisei_core.compile",
+    # inference-only runners of an exported graph (ONNX Runtime, OpenVINO)
+    "EXPORT_BATCH": "keisei_core.compile.exported",
+    "check_eval_mode": "keisei_core.compile.exported",
+    "check_exported_cell": "keisei_core.compile.exported",
+    "check_exported_input": "keisei_core.compile.exported",
+    "export_example": "keisei_core.compile.exported",
+    "exported_observation_shape": "keisei_core.compile.exported",
+    "file_sha256": "keisei_core.compile.exported",
+    "verify_sidecar": "keisei_core.compile.exported",
+    "weights_fingerprint": "keisei_core.compile.exported",
+    # compile reports: typed in code, data only at a file boundary (report_data)
+    "Composition": "keisei_core.compile.composition",
+    "CompileReport": "keisei_core.compile.report",
+    "Failure": "keisei_core.compile.report",
+    "report_data": "keisei_core.compile.report",
+    "report_from_data": "keisei_core.compile.report",
     # probes and measurement
     "measure": "keisei_core.bench.timing",
     "measure_interleaved": "keisei_core.bench.timing",
@@ -339,9 +398,9 @@ _LAZY: dict[str, str] = {
     "build_probe_context": "keisei_core.bench.child",
     "check_support": "keisei_core.bench.strategies",
     "config_fingerprint": "keisei_core.bench.shards",
-    "environment_manifest": "keisei_core.bench.manifest",
+    "environment_manifest": "keisei_core.environment",
     "experiment_to_dict": "keisei_core.config.experiment",
-    "load_average": "keisei_core.bench.manifest",
+    "load_average": "keisei_core.environment",
     "load_experiment": "keisei_core.config",
     "now_iso": "keisei_core.bench.engine",
     "PluginHost": "keisei_core.plugins",
@@ -374,8 +433,10 @@ __all__ = [
     "CommandContext",
     "CommandRegister",
     "CommandSpec",
+    "CompileStatus",
     "ConfigError",
     "DTYPE_NAMES",
+    "FailureKind",
     "ImportString",
     "InputError",
     "KeiseiError",

@@ -20,10 +20,9 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from keisei_core.cli.main import main
-from keisei_core.compile import compile_model
+from keisei_core.compile import SpeedCheck, compile_model
 from keisei_core.compile.auto import (
     Candidate,
-    CandidateSpeed,
     Choice,
     choose,
     dispatching_model,
@@ -215,9 +214,9 @@ def test_a_wrong_local_plugin_does_not_change_the_choice(tuned: Any, plugins: tu
 
 
 def test_choose_takes_the_fastest_clearly_faster_candidate_per_size() -> None:
-    def speed(size: int, ratio: float, spread: float = 0.05) -> CandidateSpeed:
-        return CandidateSpeed(size, ratio, ratio - spread, ratio + spread, 1.0, 1 / ratio, 0.1, 0.1, 5,
-                              "faster" if ratio - spread > 1 else ("slower" if ratio + spread < 1 else "same"))
+    def speed(size: int, ratio: float, spread: float = 0.05) -> SpeedCheck:
+        # eager ratio ms against compiled 1 ms: speedup ratio; the verdict from the ratio IQR
+        return SpeedCheck(size, 5, ratio, 1.0, 0.1, 0.1, ratio_q1=ratio - spread, ratio_q3=ratio + spread)
 
     candidates = [
         Candidate("a", 1, "validated", speeds=(speed(1, 2.0), speed(64, 1.02))),

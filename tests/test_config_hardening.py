@@ -6,9 +6,9 @@ from pathlib import Path
 
 import pytest
 
+from keisei_core.bench.checks import check_names
 from keisei_core.cli.main import main
 from keisei_core.config import load_experiment
-from keisei_core.config.checks import check_names
 from keisei_core.errors import ConfigError, KeiseiError
 from keisei_core.plugins import get_host
 

@@ -209,12 +209,11 @@ def _measure(task: Mapping[str, Any]) -> dict[str, Any]:
         start = time.perf_counter()
         model, report = apply_cell_strategy(context, host)
         applied = time.perf_counter()
-        report = report or {}
         # The compile report splits applying + the first compiled call from validation.
         result.update(
-            report_compile_seconds=report.get("compile_seconds"),
-            report_validation_seconds=report.get("validation_seconds"),
-            warm_start=report.get("warm_start"),
+            report_compile_seconds=report.compile_seconds if report is not None else None,
+            report_validation_seconds=report.validation_seconds if report is not None else None,
+            warm_start=report.warm_start if report is not None else None,
         )
         _workload(context, model)()
         if context.device == "cuda":

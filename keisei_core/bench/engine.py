@@ -38,6 +38,7 @@ from keisei_core.bench.probe_api import ProbeContext, ProbeResult, ProbeUnsuppor
 from keisei_core.bench.results import CellRecord, Results
 from keisei_core.bench.shards import CellId, Shard, config_fingerprint, shard_cells
 from keisei_core.bench.strategies import (
+    Strategy,
     StrategyFailed,
     StrategyUnsupported,
     apply_strategy,
@@ -45,6 +46,7 @@ from keisei_core.bench.strategies import (
     check_support,
     is_baseline,
 )
+from keisei_core.compile.report import CompileReport
 from keisei_core.config.experiment import ExperimentConfig, ModelEntry, experiment_to_dict
 from keisei_core.errors import ConfigError, KeiseiError
 from keisei_core.specs import ProbeSpec
@@ -111,7 +113,7 @@ class _Group:
     training: bool
     model: Any = None
     eager: Any = None
-    report: dict[str, Any] | None = None
+    report: CompileReport | None = None
     status: str = "ok"
     reason: str | None = None
 
@@ -130,15 +132,16 @@ class BenchEngine:
     run_name: str | None = None
     # ``keisei bench --shard I/N``: run only the cells this shard owns (see bench.shards).
     shard: Shard | None = None
+    # Each strategy name parsed once, by validate(): its composition (None for "auto").
+    compositions: dict[str, Any] = attrs.field(factory=dict, init=False)
 
     # -- planning ------------------------------------------------------------------------
     def validate(self) -> None:
         """Every name and model option is known, labels are unique; one error otherwise."""
-        from keisei_core.config.checks import check_names
+        from keisei_core.bench.checks import check_names
 
         check_names(self.config, self.host, where=self.config_path or "config")
-        for strategy in self.config.strategies:
-            check_composition(self.host, strategy)
+        self.compositions = {name: check_composition(self.host, name) for name in self.config.strategies}
         labels = [entry.display_name for entry in self.config.models]
         repeated = sorted({label for label in labels if labels.count(label) > 1})
         if repeated:
@@ -174,7 +177,7 @@ class BenchEngine:
         threads = config.bench.threads or torch.get_num_threads()
         previous_threads = torch.get_num_threads()
         torch.set_num_threads(threads)
-        from keisei_core.bench.manifest import environment_manifest
+        from keisei_core.environment import environment_manifest
 
         results = Results(
             run={
@@ -207,7 +210,7 @@ class BenchEngine:
                     f"{len(results.cells)} finished cells kept in {self.results_path}",
                     file=sys.stderr,
                 )
-            from keisei_core.bench.manifest import load_average
+            from keisei_core.environment import load_average
 
             results.manifest["load_average_at_end"] = load_average()
             results.run["finished"] = now_iso()
@@ -266,7 +269,10 @@ class BenchEngine:
                         group.model = group.eager = None
                         gc.collect()
 
-    def _build_models(self, entry: ModelEntry, strategy: str, training: bool) -> tuple[Any, Any, dict[str, Any] | None]:
+    def _strategy(self, name: str) -> Strategy:
+        return self.compositions.get(name) or name
+
+    def _build_models(self, entry: ModelEntry, strategy: str, training: bool) -> tuple[Any, Any, CompileReport | None]:
         import torch
 
         from keisei_core.introspect import model_shapes
@@ -286,7 +292,7 @@ class BenchEngine:
             seed=config.seed, device=config.device, dtype=_torch_dtype(config.dtype),
         )
         model, report = apply_strategy(
-            self.host, strategy, eager,
+            self.host, self._strategy(strategy), eager,
             device=config.device, dtype=config.dtype, batch_sizes=config.batch_sizes,
             training=training, example_obs=example,
         )
@@ -308,7 +314,8 @@ class BenchEngine:
     def _build_group(self, entry: ModelEntry, strategy: str, training: bool) -> _Group:
         group = _Group(entry, strategy, training)
         try:
-            check_support(self.host, strategy, device=self.config.device, dtype=self.config.dtype, training=training)
+            check_support(self.host, self._strategy(strategy), device=self.config.device, dtype=self.config.dtype,
+                          training=training)
             group.model, group.eager, group.report = self._build_models(entry, strategy, training)
         except StrategyUnsupported as exc:
             group.status, group.reason = "skipped", str(exc)
@@ -413,12 +420,16 @@ class BenchEngine:
             handle.write(f"== {now_iso()} {where}\n{text}\n")
 
 
-def speed_check_at(report: dict[str, Any] | None, batch_size: int) -> dict[str, Any] | None:
-    """The compile report's speed check at ``batch_size`` (eager vs the strategy, paired)."""
-    for entry in (report or {}).get("speeds") or []:
-        if isinstance(entry, dict) and entry.get("batch_size") == batch_size:
-            return entry
-    return None
+def speed_check_at(report: CompileReport | None, batch_size: int) -> dict[str, Any] | None:
+    """The compile report's speed check at ``batch_size`` (eager vs the strategy, paired),
+    as the results file holds it."""
+    speed = report.speed_at(batch_size) if report is not None else None
+    if speed is None:
+        return None
+    from keisei_core.config.converter import unstructure
+    from keisei_core.json_data import json_safe
+
+    return json_safe(unstructure(speed))  # type: ignore[no-any-return]
 
 
 def _torch_dtype(name: str) -> Any:

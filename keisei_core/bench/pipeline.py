@@ -26,6 +26,7 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:
     from keisei_core.bench.results import CellRecord, Results
     from keisei_core.bench.shards import Shard
+    from keisei_core.compile.report import CompileReport
     from keisei_core.config.experiment import ExperimentConfig
     from keisei_core.plugins import PluginHost
     from keisei_core.tracking import WandbTracker
@@ -44,7 +45,7 @@ class Reporter:
     def on_start(self, results: Results) -> None:
         """The run starts; ``results`` has its run facts and manifest, no cells yet."""
 
-    def on_group(self, label: str, strategy: str, model: Any, report: dict[str, Any] | None, training: bool) -> None:
+    def on_group(self, label: str, strategy: str, model: Any, report: CompileReport | None, training: bool) -> None:
         """One (model, strategy, mode) is built and compiled."""
 
     def on_cell(self, cell: CellRecord, results: Results) -> None:
@@ -109,7 +110,7 @@ class WandbReporter(Reporter):
     def on_start(self, results: Results) -> None:
         self.tracker.on_start(results)
 
-    def on_group(self, label: str, strategy: str, model: Any, report: dict[str, Any] | None, training: bool) -> None:
+    def on_group(self, label: str, strategy: str, model: Any, report: CompileReport | None, training: bool) -> None:
         log_group = getattr(self.tracker, "on_group", None)  # trackers may skip artifacts
         if log_group is not None:
             log_group(label, strategy, model, report, training)

@@ -65,6 +65,8 @@ if TYPE_CHECKING:
     import torch
     from torch import nn
 
+    from keisei_core.compile.report import CompileReport
+
 __all__ = ["ProbeContext", "ProbeResult", "ProbeUnsupported", "RolloutBatch"]
 
 
@@ -154,7 +156,7 @@ class ProbeContext:
     ``strategy`` name (``eager`` for none), ``batch_size``, ``device`` (``cpu``/``cuda``),
     ``dtype`` name, ``seed`` for inputs, the timing ``settings``, the pinned ``threads``
     count, a private ``scratch_dir``, the observation shape and action count, the
-    ``compile_report`` of the strategy (or None), ``training`` (model in train mode),
+    ``compile_report`` of the strategy (a typed ``CompileReport``; None for the baseline), ``training`` (model in train mode),
     ``recompile`` (builds a fresh model and applies the strategy again, returning
     ``(model, report)``; used by the compile-time probe), ``run_cache``, a dict shared
     by every cell of one run (e.g. the machine's calibrated peak FLOP/s), and
@@ -179,7 +181,7 @@ class ProbeContext:
     scratch_dir: Path
     observation_shape: tuple[int, int, int]
     num_actions: int
-    compile_report: Any = None
+    compile_report: CompileReport | None = None
     training: bool = False
     recompile: Callable[[], tuple[Any, Any]] | None = None
     run_cache: dict[str, Any] = attrs.field(factory=dict)

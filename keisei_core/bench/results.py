@@ -42,7 +42,6 @@ is still alive, so ``keisei compare``, ``keisei merge`` and the table say so.
 from __future__ import annotations
 
 import json
-import math
 import os
 import socket
 from collections.abc import Iterable
@@ -54,7 +53,10 @@ import attrs
 from keisei_core.atomic_files import write_json_atomic
 from keisei_core.bench.probe_api import ProbeResult
 from keisei_core.bench.stats import Statistics
+from keisei_core.compile.report import CompileReport, report_from_data
 from keisei_core.errors import KeiseiError
+from keisei_core.json_data import json_safe
+from keisei_core.serialization import unstructure
 
 SCHEMA = "keisei.bench.results"
 SCHEMA_VERSION = 1
@@ -62,23 +64,6 @@ STATUSES = ("ok", "failed", "skipped")
 RUN_INCOMPLETE = "incomplete"
 # Non-finite numbers listed in "notes" before the rest are only counted.
 SHOWN_NOTES = 20
-
-
-def json_safe(value: Any, path: str = "") -> tuple[Any, list[str]]:
-    """``value`` with every NaN/infinite float replaced by None, and where each one was."""
-    replaced: list[str] = []
-
-    def walk(item: Any, where: str) -> Any:
-        if isinstance(item, float) and not math.isfinite(item):
-            replaced.append(f"{where or 'value'}: {item} written as null")
-            return None
-        if isinstance(item, dict):
-            return {k: walk(v, f"{where}.{k}" if where else str(k)) for k, v in item.items()}
-        if isinstance(item, list | tuple):
-            return [walk(v, f"{where}[{i}]") for i, v in enumerate(item)]
-        return item
-
-    return walk(value, path), replaced
 
 
 def _writer_alive(run: dict[str, Any]) -> bool:
@@ -113,7 +98,9 @@ class CellRecord:
     status: str = attrs.field(validator=attrs.validators.in_(STATUSES))
     reason: str | None = None
     result: ProbeResult | None = None
-    compile_report: dict[str, Any] | None = None
+    # Typed in memory; unstructured by to_dict (Results.save then writes non-finite
+    # numbers as null) and structured again by from_dict.
+    compile_report: CompileReport | None = None
     warnings: list[str] = attrs.field(factory=list)
     duration_seconds: float = 0.0
     speed_check: dict[str, Any] | None = None
@@ -150,7 +137,7 @@ class CellRecord:
             "higher_is_better": result["higher_is_better"] if result else None,
             "statistics": result["statistics"] if result else None,
             "extra": result["extra"] if result else {},
-            "compile_report": self.compile_report,
+            "compile_report": unstructure(self.compile_report) if self.compile_report is not None else None,
             "speed_check": self.speed_check,
             "warnings": list(self.warnings),
             "duration_seconds": self.duration_seconds,
@@ -173,11 +160,21 @@ class CellRecord:
             status=data["status"],
             reason=data.get("reason"),
             result=result,
-            compile_report=data.get("compile_report"),
+            compile_report=_report(data.get("compile_report"), data),
             warnings=list(data.get("warnings") or []),
             duration_seconds=float(data.get("duration_seconds") or 0.0),
             speed_check=data.get("speed_check"),
         )
+
+
+def _report(data: Any, cell: dict[str, Any]) -> CompileReport | None:
+    if data is None:
+        return None
+    where = f"cell {cell.get('model_label') or cell.get('model')}/{cell.get('strategy')}/b{cell.get('batch_size')}"
+    try:
+        return report_from_data(data, f"{where}: compile_report")
+    except KeiseiError as exc:
+        raise ResultsError(str(exc)) from None
 
 
 @attrs.define
@@ -250,7 +247,8 @@ class Results:
         target = path or self.path
         if target is None:
             raise ValueError("results have no path to save to")
-        document, replaced = json_safe(self.to_dict())
+        replaced: list[str] = []
+        document = json_safe(self.to_dict(), non_finite="null", replaced=replaced)
         if replaced:
             note = "; ".join(replaced[:SHOWN_NOTES])
             more = f" (and {len(replaced) - SHOWN_NOTES} more)" if len(replaced) > SHOWN_NOTES else ""

@@ -61,7 +61,9 @@ class Shard:
         return f"{self.index}/{self.count}"
 
     def to_dict(self) -> dict[str, int]:
-        return {"index": self.index, "count": self.count}
+        from keisei_core.serialization import unstructure
+
+        return unstructure(self)  # type: ignore[no-any-return]
 
 
 def matrix_cells(config: ExperimentConfig) -> list[CellId]:

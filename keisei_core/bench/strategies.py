@@ -2,24 +2,25 @@
 
 ``keisei_core.compile.compile_model`` owns composition (``channels-last+inductor``),
 validation against eager and the compile report. This adapter gives the engine one call
-that returns ``(model, report as a JSON dict)``, turns "this strategy cannot run this
-cell" (device, dtype, training) into :class:`StrategyUnsupported` (cells ``skipped``) and
-a compile that raises or disagrees with eager into :class:`StrategyFailed` (cells
+that returns ``(model, CompileReport)``, turns "this strategy cannot run this cell"
+(device, dtype, training) into :class:`StrategyUnsupported` (cells ``skipped``) and a
+compile that raises or disagrees with eager into :class:`StrategyFailed` (cells
 ``failed``, with the report). It never falls back to eager silently.
+
+A strategy name is parsed into its :class:`~keisei_core.compile.Composition` once, when
+the engine validates the config (:func:`check_composition`); support is then asked of
+that composition (:meth:`Composition.unsupported`, the words ``compile_model`` uses).
 """
 
 from __future__ import annotations
 
 import copy
 from collections.abc import Sequence
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
-import attrs
-
-from keisei_core.json_data import json_safe
-from keisei_core.specs import StrategySpec
-
-AUTO = "auto"  # compile_model's tuner (keisei_core.compile.auto), not a registered strategy
+from keisei_core.compile.composition import AUTO, Composition
+from keisei_core.compile.report import CompileReport, Failure
+from keisei_core.statuses import CompileStatus, FailureKind
 
 if TYPE_CHECKING:
     import torch
@@ -27,75 +28,72 @@ if TYPE_CHECKING:
 
     from keisei_core.plugins import PluginHost
 
+Strategy = str | Composition
+"""A strategy as the bench holds it: its parsed composition, or a name (``"auto"``, or
+one parsed on first use)."""
+
 
 class StrategyUnsupported(Exception):
-    """The strategy does not support the cell's device, dtype or training mode."""
+    """The strategy does not support the cell's device, dtype or training mode;
+    ``failure`` says which as data (kind ``unsupported-*``)."""
+
+    def __init__(self, message: str, failure: Failure | None = None) -> None:
+        super().__init__(message)
+        self.failure = failure
 
 
 class StrategyFailed(Exception):
     """The strategy raised or its result differs from eager; ``report`` says how."""
 
-    def __init__(self, message: str, report: dict[str, Any] | None) -> None:
+    def __init__(self, message: str, report: CompileReport | None) -> None:
         super().__init__(message)
         self.report = report
 
 
-def strategy_parts(name: str) -> list[str]:
-    return [part.strip() for part in name.split("+") if part.strip()]
-
-
-def is_baseline(host: PluginHost, name: str) -> bool:
+def is_baseline(host: PluginHost, name: str | Composition) -> bool:
     """Whether ``name`` is the registered baseline strategy (``StrategySpec.baseline``)."""
+    if isinstance(name, Composition):
+        return len(name.parts) == 1 and name.parts[0].baseline
     return name in host.strategies and host.strategies.get(name).baseline
 
 
-def check_support(host: PluginHost, name: str, *, device: str, dtype: str, training: bool) -> list[StrategySpec]:
-    """The specs of a (possibly composed) strategy; raises StrategyUnsupported with a reason."""
+def check_composition(host: PluginHost, name: str) -> Composition | None:
+    """``name`` parsed into its composition (None for ``auto``, which composes itself);
+    a name that breaks the composition rules (e.g. two compilers) or names an unknown
+    strategy is the compile layer's one-line error, so a bad matrix fails before it starts."""
     if name.strip() == AUTO:
-        if training:
-            raise StrategyUnsupported("strategy 'auto' tunes acting (inference); training cells run eager")
-        return []
-    specs = [host.strategies.get(part) for part in strategy_parts(name)]
-    for spec in specs:
-        if device not in spec.devices:
-            raise StrategyUnsupported(f"strategy '{spec.name}' does not run on {device} (only {sorted(spec.devices)})")
-        if dtype not in spec.dtypes:
-            raise StrategyUnsupported(f"strategy '{spec.name}' does not support {dtype} (only {sorted(spec.dtypes)})")
-        if training and not spec.training:
-            raise StrategyUnsupported(f"strategy '{spec.name}' does not support training")
-    return specs
-
-
-def check_composition(host: PluginHost, name: str) -> None:
-    """Raise the compile layer's one-line CompositionError for a name that breaks the
-    composition rules (e.g. two compilers), so a bad matrix fails before it starts."""
-    if name.strip() == AUTO:
-        return
+        return None
     from keisei_core.compile import parse_composition
 
-    parse_composition(name, host.strategies)
+    return parse_composition(name, host.strategies)
 
 
-def report_to_dict(report: Any) -> dict[str, Any] | None:
-    """A compile report as JSON-ready data (attrs classes, dicts, or objects with to_dict)."""
-    if report is None:
+def _composition(host: PluginHost, strategy: Strategy) -> Composition | None:
+    return strategy if isinstance(strategy, Composition) else check_composition(host, strategy)
+
+
+def check_support(
+    host: PluginHost, strategy: Strategy, *, device: str, dtype: str, training: bool
+) -> Composition | None:
+    """The composition of ``strategy`` (None for ``auto``); raises StrategyUnsupported
+    with the composition's reason when it cannot run on ``device``/``dtype`` (or train)."""
+    composition = _composition(host, strategy)
+    if composition is None:
+        if training:
+            raise StrategyUnsupported(
+                "strategy 'auto' tunes acting (inference); training cells run eager",
+                Failure(FailureKind.UNSUPPORTED_MODE, check="training", strategy=AUTO, mode="train"),
+            )
         return None
-    if hasattr(report, "to_dict"):
-        data = report.to_dict()
-    elif attrs.has(type(report)):
-        from keisei_core.config.converter import unstructure
-
-        data = unstructure(report)
-    elif isinstance(report, dict):
-        data = dict(report)
-    else:
-        data = {"report": str(report)}
-    return json_safe(data)  # type: ignore[no-any-return]
+    unsupported = composition.unsupported(device, dtype, training=training)
+    if unsupported is not None:
+        raise StrategyUnsupported(*unsupported)
+    return composition
 
 
 def apply_strategy(
     host: PluginHost,
-    name: str,
+    strategy: Strategy,
     eager: nn.Module,
     *,
     device: str,
@@ -103,10 +101,11 @@ def apply_strategy(
     batch_sizes: Sequence[int],
     training: bool,
     example_obs: torch.Tensor,
-) -> tuple[nn.Module, dict[str, Any] | None]:
-    """Return ``(model, report)`` for ``name`` applied to a private copy of ``eager``."""
-    check_support(host, name, device=device, dtype=dtype, training=training)
-    if is_baseline(host, name):
+) -> tuple[nn.Module, CompileReport | None]:
+    """Return ``(model, report)`` for ``strategy`` applied to a private copy of ``eager``
+    (report None for the baseline, which is not compiled)."""
+    composition = check_support(host, strategy, device=device, dtype=dtype, training=training)
+    if composition is not None and is_baseline(host, composition):
         # The baseline itself: nothing to validate; a copy keeps eager_model's weights
         # untouched when a training probe steps the optimizer.
         return copy.deepcopy(eager), None
@@ -116,7 +115,7 @@ def apply_strategy(
     try:
         model, report = compile_model(
             eager,
-            name,
+            composition if composition is not None else AUTO,
             device=device,
             dtype=dtype,
             batch_sizes=tuple(batch_sizes),
@@ -126,8 +125,7 @@ def apply_strategy(
             fallback=False,
         )
     except CompileFailedError as exc:
-        raise StrategyFailed(str(exc), report_to_dict(exc.report)) from None
-    data = report_to_dict(report)
-    if getattr(report, "status", None) == "skipped":
-        raise StrategyUnsupported(str(getattr(report, "reason", None) or f"strategy '{name}' skipped"))
-    return model, data
+        raise StrategyFailed(str(exc), exc.report) from None
+    if report.status == CompileStatus.SKIPPED:
+        raise StrategyUnsupported(report.reason or f"strategy '{report.strategy}' skipped", report.failure)
+    return model, report

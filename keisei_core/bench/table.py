@@ -142,15 +142,12 @@ def auto_choices(results: Results) -> list[str]:
     lines = []
     seen: set[str] = set()
     for cell in results.cells:
-        report = cell.compile_report or {}
-        choices = (report.get("auto") or {}).get("choices") if cell.strategy == "auto" else None
-        if not choices or cell.model_label in seen:
+        tuning = cell.compile_report.auto if cell.compile_report is not None else None
+        if tuning is None or not tuning.choices or cell.strategy != "auto" or cell.model_label in seen:
             continue
         seen.add(cell.model_label)
-        picked = ", ".join(
-            f"batch {c.get('batch_size')}: {c.get('strategy')} ({float(c.get('speedup') or 0):.2f}x eager)" for c in choices
-        )
-        reused = " (cached decision)" if (report.get("auto") or {}).get("reused") else ""
+        picked = ", ".join(f"batch {c.batch_size}: {c.strategy} ({c.speedup:.2f}x eager)" for c in tuning.choices)
+        reused = " (cached decision)" if tuning.reused else ""
         lines.append(f"fastest validated for {cell.model_label} (auto){reused}: {picked}")
     return lines
 

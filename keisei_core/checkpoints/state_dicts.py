@@ -115,8 +115,9 @@ class LoadedStateDict:
 
 
 def _one_line(text: str, limit: int = 200) -> str:
-    line = " ".join(text.split())
-    return line if len(line) <= limit else line[: limit - 3] + "..."
+    from keisei_core.oneline import flatten
+
+    return flatten(text, limit=limit)
 
 
 def _allowed_globals() -> set[str] | None:

@@ -162,13 +162,15 @@ def save_checkpoint(
 ) -> Path:
     """Write ``model`` (eager or compiled) with its recipe, atomically; returns the path.
 
-    ``compile_report`` may be an attrs report or a dict; it is stored as plain data.
+    ``compile_report`` may be a :class:`~keisei_core.compile.CompileReport` or a dict; it is
+    stored as plain data (the project's converter, strict JSON).
     The weights are stored with eager key names whatever wrapper the model has, so
     compiled and eager runs load each other's checkpoints (Keisei defect 3).
     """
     import torch
 
-    from keisei_core.bench.strategies import report_to_dict
+    from keisei_core.json_data import json_safe
+    from keisei_core.serialization import unstructure
 
     name, options = _model_recipe(model)
     state_dict = {k: v.detach().cpu() for k, v in unwrap_compiled(model).state_dict().items()}
@@ -178,7 +180,7 @@ def save_checkpoint(
         "model": {"name": name, "options": _plain(options, "model options")},
         WRAPPER_KEY: unwrapped.state_dict,
         "strategy": strategy,
-        "compile_report": _plain(report_to_dict(compile_report), "compile_report"),
+        "compile_report": _plain(json_safe(unstructure(compile_report)), "compile_report"),
         "versions": _plain(_versions(name, host), "versions"),
         "metadata": _plain(dict(metadata or {}), "metadata"),
         "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),

@@ -22,8 +22,11 @@ from keisei_core.compile.report import (
     CompileFailedError,
     CompileReport,
     EquivalenceCheck,
+    Failure,
     SpeedCheck,
     Tolerance,
+    report_data,
+    report_from_data,
 )
 from keisei_core.compile.tolerances import DEFAULT_TOLERANCES, resolve_tolerance
 
@@ -49,10 +52,13 @@ __all__ = [
     "Composition",
     "CompositionError",
     "EquivalenceCheck",
+    "Failure",
     "SpeedCheck",
     "Tolerance",
     "build_composition",
     "parse_composition",
+    "report_data",
+    "report_from_data",
     "resolve_tolerance",
     "split_strategy",
     *_LAZY,

@@ -49,13 +49,12 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-import attrs
 import torch
 from torch import nn
 
 from keisei_core.compile.composition import AUTO, CompositionError, build_composition
 from keisei_core.compile.hardware import native_precision_problem
-from keisei_core.compile.report import CompileReport, SpeedCheck
+from keisei_core.compile.report import Candidate, Choice, CompileReport, TuneReport, bucket_choice
 from keisei_core.compile.wrapping import add_forward_wrapper
 from keisei_core.errors import InputError, KeiseiError
 from keisei_core.specs import StrategySpec, default_cache_dir
@@ -64,90 +63,6 @@ MAX_COMPOSITIONS = 4
 TUNE_SPEED_SECONDS = 2.0
 CACHE_VERSION = 1
 BASELINE = "eager"
-
-
-@attrs.frozen
-class CandidateSpeed:
-    """One candidate against eager at one declared batch size."""
-
-    batch_size: int
-    speedup: float
-    ratio_q1: float | None
-    ratio_q3: float | None
-    eager_ms: float
-    compiled_ms: float
-    eager_iqr_ms: float
-    compiled_iqr_ms: float
-    samples: int
-    verdict: str
-
-    @classmethod
-    def of(cls, speed: SpeedCheck) -> CandidateSpeed:
-        return cls(speed.batch_size, speed.speedup, speed.ratio_q1, speed.ratio_q3, speed.eager_ms,
-                   speed.compiled_ms, speed.eager_iqr_ms, speed.compiled_iqr_ms, speed.samples, speed.verdict)
-
-
-@attrs.frozen
-class Candidate:
-    """What happened to one candidate: ``validated`` (passed every check, timed),
-    ``fallback`` (failed a check; ``reason`` says which), ``skipped`` (unsupported here),
-    ``pruned`` (beyond the search bound)."""
-
-    strategy: str
-    stage: int
-    status: str
-    reason: str | None = None
-    compile_seconds: float | None = None
-    validation_seconds: float | None = None
-    total_seconds: float | None = None
-    warm_start: bool | None = None
-    speeds: tuple[CandidateSpeed, ...] = ()
-
-    def speed_at(self, batch_size: int) -> CandidateSpeed | None:
-        return next((s for s in self.speeds if s.batch_size == batch_size), None)
-
-
-@attrs.frozen
-class Choice:
-    batch_size: int
-    strategy: str
-    speedup: float
-
-
-@attrs.frozen
-class TuneReport:
-    """The decision and every candidate. ``reused``: the decision came from the cache
-    (``candidates`` are the original run's); ``tune_seconds``: this call's wall time."""
-
-    model: str | None
-    device: str
-    dtype: str
-    batch_sizes: tuple[int, ...]
-    choices: tuple[Choice, ...]
-    candidates: tuple[Candidate, ...]
-    key: str
-    cache_path: str | None
-    reused: bool
-    tune_seconds: float
-    original_tune_seconds: float
-    cpu: str
-    threads: int
-    torch_version: str
-    notes: dict[str, Any] = attrs.field(factory=dict)
-
-    def choice_for(self, batch_size: int) -> Choice:
-        return _bucket_choice(self.choices, batch_size)
-
-    def to_dict(self) -> dict[str, Any]:
-        from keisei_core.compile.report import _finite_json
-        from keisei_core.config.converter import unstructure
-
-        return _finite_json(unstructure(self))  # type: ignore[no-any-return]
-
-
-def _bucket_choice(choices: Sequence[Choice], batch_size: int) -> Choice:
-    ordered = sorted(choices, key=lambda c: c.batch_size)
-    return next((c for c in ordered if c.batch_size >= batch_size), ordered[-1])
 
 
 # --- the candidate set -------------------------------------------------------------------
@@ -230,7 +145,7 @@ class Dispatch:
         self.calls: dict[str, int] = {}
 
     def winner(self, batch_size: int) -> tuple[str, nn.Module | None]:
-        name = _bucket_choice(self.choices, batch_size).strategy
+        name = bucket_choice(self.choices, batch_size).strategy
         return name, self.winners.get(name)
 
     def sync(self, module: nn.Module) -> None:
@@ -325,8 +240,8 @@ def candidate_identities(host: Any) -> list[dict[str, Any]]:
 
 def tune_key(model: nn.Module, host: Any, *, device: str, dtype: str, batch_sizes: Sequence[int],
              max_compositions: int, seed: int) -> str:
-    from keisei_core.bench.manifest import cpu_model
     from keisei_core.compile.artifacts import weights_hash
+    from keisei_core.environment import cpu_model
 
     recipe = {
         "version": CACHE_VERSION,
@@ -368,7 +283,7 @@ def _candidate_from(report: CompileReport, stage: int) -> Candidate:
     status = "validated" if report.status == "compiled" else report.status
     return Candidate(
         report.strategy, stage, status, report.reason, report.compile_seconds, report.validation_seconds,
-        report.total_seconds, report.warm_start, tuple(CandidateSpeed.of(s) for s in report.speeds),
+        report.total_seconds, report.warm_start, report.speeds,
     )
 
 
@@ -407,8 +322,8 @@ def tune(
     progress: Any = None,
 ) -> tuple[nn.Module, TuneReport]:
     """Search, validate, time and choose; returns the dispatching model and the report."""
-    from keisei_core.bench.manifest import cpu_model
     from keisei_core.compile.engine import _check_batch_sizes, _model_place, compile_model
+    from keisei_core.environment import cpu_model
 
     started = time.perf_counter()
     if host is None:
@@ -442,7 +357,7 @@ def tune(
     if use_cache:
         decision = _load_decision(path)
         if decision is not None:
-            from keisei_core.config.converter import converter
+            from keisei_core.serialization import converter
 
             choices = tuple(converter.structure(c, Choice) for c in decision["choices"])
             winners: dict[str, nn.Module] = {}
@@ -531,9 +446,7 @@ def compile_auto(
     for choice in tuning.choices:
         found = by_name[choice.strategy].speed_at(choice.batch_size) if choice.strategy in by_name else None
         if found is not None:
-            speeds.append(SpeedCheck(found.batch_size, found.samples, found.eager_ms, found.compiled_ms,
-                                     found.eager_iqr_ms, found.compiled_iqr_ms, None, found.ratio_q1,
-                                     found.ratio_q3))
+            speeds.append(found)
     report = CompileReport(
         strategy=AUTO, status="compiled", model=tuning.model,
         model_options=dict(getattr(model, "keisei_model_options", None) or {}), device=tuning.device,
@@ -542,7 +455,7 @@ def compile_auto(
         warm_start=tuning.reused, torch_version=tuning.torch_version,
         notes={"auto_choices": text, "auto_reused": tuning.reused, "auto_key": tuning.key,
                "auto_cache": tuning.cache_path or ""},
-        auto=tuning.to_dict(), speeds=tuple(speeds),
+        auto=tuning, speeds=tuple(speeds),
         speed=max(speeds, key=lambda s: s.batch_size) if speeds else None,
     )
     return tuned, report

@@ -13,9 +13,11 @@ from collections.abc import Sequence
 
 import attrs
 
+from keisei_core.compile.report import Failure
 from keisei_core.errors import KeiseiError, UnknownNameError
 from keisei_core.registry import Registry
 from keisei_core.specs import DEVICES, DTYPES, StrategySpec
+from keisei_core.statuses import FailureKind
 from keisei_core.suggest import unknown_name_message
 
 AUTO = "auto"
@@ -62,16 +64,26 @@ class Composition:
         found = {p.precision for p in self.parts if p.precision is not None}
         return next(iter(found)) if found else None
 
-    def unsupported_reason(self, device: str, dtype: str, *, training: bool = False) -> str | None:
-        """Why this composition cannot run on ``device`` with a ``dtype`` model (None if it can)."""
+    def unsupported(self, device: str, dtype: str, *, training: bool = False) -> tuple[str, Failure] | None:
+        """Why this composition cannot run on ``device`` with a ``dtype`` model, in words
+        and as a :class:`~keisei_core.compile.report.Failure` (None if it can). The one
+        support check: ``compile_model``, the bench engine and ``auto`` all ask it."""
         for part in self.parts:
             if device not in part.devices:
-                return f"strategy '{part.name}' runs on {_words(part.devices)} only, not {device}"
+                return (f"strategy '{part.name}' runs on {_words(part.devices)} only, not {device}",
+                        Failure(FailureKind.UNSUPPORTED_DEVICE, check="device", strategy=part.name))
             if dtype not in part.dtypes:
-                return f"strategy '{part.name}' supports {_words(part.dtypes)} models only, not {dtype}"
+                return (f"strategy '{part.name}' supports {_words(part.dtypes)} models only, not {dtype}",
+                        Failure(FailureKind.UNSUPPORTED_DTYPE, check="dtype", strategy=part.name))
             if training and not part.training:
-                return f"strategy '{part.name}' is inference only (training was asked for)"
+                return (f"strategy '{part.name}' does not support training (inference only)",
+                        Failure(FailureKind.UNSUPPORTED_MODE, check="training", strategy=part.name, mode="train"))
         return None
+
+    def unsupported_reason(self, device: str, dtype: str, *, training: bool = False) -> str | None:
+        """The words of :meth:`unsupported` (None if the composition can run)."""
+        found = self.unsupported(device, dtype, training=training)
+        return found[0] if found else None
 
 
 def _words(values: frozenset[str]) -> str:

@@ -31,18 +31,22 @@ from keisei_core.compile.report import (
     CompileFailedError,
     CompileReport,
     EquivalenceCheck,
+    Failure,
     SamplingCheck,
     SpeedCheck,
     WeightsCheck,
+    policy_failure,
 )
 from keisei_core.compile.sampling import DEFAULT_DRAWS, check_sampling
 from keisei_core.compile.speed import compare_speed
 from keisei_core.compile.tolerances import Tolerances, resolve_tolerance
 from keisei_core.compile.weights import check_weight_updates
-from keisei_core.errors import InputError, KeiseiError
+from keisei_core.errors import InputError
 from keisei_core.introspect import model_shapes
+from keisei_core.json_data import json_safe
 from keisei_core.observations import make_observations
 from keisei_core.specs import StrategyContext, StrategySpec
+from keisei_core.statuses import CompileStatus, FailureKind
 
 DEFAULT_BATCH_SIZES: tuple[int, ...] = (1, 8, 64)
 """Batch 1 (rollouts), 8 and 64 (PPO minibatches): one batch size in each of the
@@ -60,7 +64,11 @@ GUARDS = (None, "faster")
 
 
 class _Failure(Exception):
-    """Internal: why a strategy is rejected (one line)."""
+    """Internal: why a strategy is rejected (one line, and as data)."""
+
+    def __init__(self, message: str, failure: Failure) -> None:
+        super().__init__(message)
+        self.failure = failure
 
 
 def _one_line(exc: BaseException) -> str:
@@ -106,9 +114,9 @@ def _check_batch_sizes(batch_sizes: Sequence[int]) -> tuple[int, ...]:
     return tuple(dict.fromkeys(sizes))
 
 
-def _cuda_missing(device: str) -> str | None:
+def _cuda_missing(device: str) -> tuple[str, Failure] | None:
     if device == "cuda" and not torch.cuda.is_available():
-        return "CUDA is not available on this machine"
+        return "CUDA is not available on this machine", Failure(FailureKind.UNSUPPORTED_DEVICE, check="cuda")
     return None
 
 
@@ -205,9 +213,12 @@ def compile_model(
     }
     if quantized:
         base["policy_thresholds"] = resolve_policy_thresholds(precision, policy_thresholds)
-    reason = composition.unsupported_reason(device, dtype, training=bool(training)) or _cuda_missing(device)
-    if reason is not None:
-        report = CompileReport(status="skipped", reason=reason, total_seconds=time.perf_counter() - started, **base)
+    unsupported = composition.unsupported(device, dtype, training=bool(training)) or _cuda_missing(device)
+    if unsupported is not None:
+        report = CompileReport(
+            status=CompileStatus.SKIPPED, reason=unsupported[0], failure=unsupported[1],
+            total_seconds=time.perf_counter() - started, **base,
+        )
         return model, report
 
     eager = model
@@ -253,15 +264,17 @@ def compile_model(
     stages: dict[str, float] = {}
     candidate: nn.Module | None = None
     failure: str | None = None
+    failed: Failure | None = None
+    part_name: str | None = None
     try:
         apply_start = time.perf_counter()
         candidate = copy.deepcopy(eager)
         expected_keys = list(eager.state_dict().keys())
         for part in composition.parts:
-            stage = f"applying '{part.name}'"
+            stage, part_name = f"applying '{part.name}'", part.name
             candidate = part.apply(candidate, context)
             _check_contract(part.name, candidate, expected_keys)
-        stage = "the first call"
+        stage, part_name = "the first call", None
         with torch.no_grad():
             candidate.eval()
             candidate(inputs[0].obs)
@@ -287,12 +300,16 @@ def compile_model(
         bad = [c for c in checks if not c.passed]
         if bad:
             validation_seconds = time.perf_counter() - validation_start
-            raise _Failure(f"{len(bad)} of {len(checks)} checks differ from eager; first: {bad[0].describe()}")
+            raise _Failure(
+                f"{len(bad)} of {len(checks)} checks differ from eager; first: {bad[0].describe()}", bad[0].failure()
+            )
         missed = [c for c in policy if not c.passed]
         if missed:
             validation_seconds = time.perf_counter() - validation_start
             raise _Failure(
-                f"{len(missed)} of {len(policy)} policy checks miss the {precision} thresholds; first: {missed[0].describe()}"
+                f"{len(missed)} of {len(policy)} policy checks miss the {precision} thresholds; "
+                f"first: {missed[0].describe()}",
+                policy_failure(missed[0]),
             )
         if tolerance is not None:
             stage = "sampling"
@@ -304,7 +321,7 @@ def compile_model(
         validation_seconds = time.perf_counter() - validation_start
         stages["sampling"] = validation_seconds - stages["outputs"]
         if sampling is not None and not sampling.passed:
-            raise _Failure(sampling.describe())
+            raise _Failure(sampling.describe(), sampling.failure())
         budget = guard_seconds if guard == "faster" else speed_seconds
         if budget > 0:
             stage = "timing"
@@ -321,7 +338,8 @@ def compile_model(
                 s = slow[0]
                 raise _Failure(
                     f"not faster than eager at batch {s.batch_size}: "
-                    f"{s.compiled_ms:.3g} ms vs eager {s.eager_ms:.3g} ms (median of {s.samples})"
+                    f"{s.compiled_ms:.3g} ms vs eager {s.eager_ms:.3g} ms (median of {s.samples})",
+                    s.failure(),
                 )
         if tolerance is not None:
             stage = "the weight-update check"
@@ -336,13 +354,11 @@ def compile_model(
             validation_seconds += stages["weights"]
         stale = [w for w in weights if not w.passed]
         if stale:
-            raise _Failure(stale[0].describe())
+            raise _Failure(stale[0].describe(), stale[0].failure())
     except _Failure as exc:
-        failure = str(exc)
-    except KeiseiError as exc:
-        failure = f"{stage} raised {_one_line(exc)}"
+        failure, failed = str(exc), exc.failure
     except Exception as exc:  # any compiler error is a reason to fall back, never a crash
-        failure = f"{stage} raised {_one_line(exc)}"
+        failure, failed = f"{stage} raised {_one_line(exc)}", Failure.raised(stage, exc, strategy=part_name)
 
     counted = CounterSnapshot.take().since(before)
     call = compiled_call(candidate) if candidate is not None else None
@@ -350,10 +366,14 @@ def compile_model(
     warm = context.notes.pop("warm_start", None)
     if warm is None:
         warm = warm_from_cache(counted.cache)
-    status = "compiled" if failure is None else ("fallback" if fallback else "failed")
+    if failure is None:
+        status = CompileStatus.COMPILED
+    else:
+        status = CompileStatus.FALLBACK if fallback else CompileStatus.FAILED
     report = CompileReport(
         status=status,
         reason=failure,
+        failure=failed,
         compile_seconds=compile_seconds,
         validation_seconds=validation_seconds,
         total_seconds=time.perf_counter() - started,
@@ -369,7 +389,7 @@ def compile_model(
         weights=tuple(weights),
         speed_seconds=speed_total,
         stage_seconds=stages,
-        notes=_plain(context.notes),
+        notes=json_safe(context.notes),  # strategies note anything; the report holds data
         **base,
     )
     if failure is not None:
@@ -430,27 +450,18 @@ def _observation_shape(model: nn.Module, example_obs: torch.Tensor | None) -> tu
 
 def _check_contract(name: str, candidate: Any, expected_keys: list[str]) -> None:
     if not isinstance(candidate, nn.Module):
-        raise _Failure(f"strategy '{name}' returned {type(candidate).__name__}, not an nn.Module")
+        raise _Failure(f"strategy '{name}' returned {type(candidate).__name__}, not an nn.Module",
+                       Failure(FailureKind.CONTRACT, check="nn.Module", strategy=name))
     for method in ("get_action_and_value", "evaluate_actions"):
         if not callable(getattr(candidate, method, None)):
-            raise _Failure(f"strategy '{name}' returned a module without {method}()")
+            raise _Failure(f"strategy '{name}' returned a module without {method}()",
+                           Failure(FailureKind.CONTRACT, check=method, strategy=name))
     keys = list(candidate.state_dict().keys())
     if keys != expected_keys:
         missing = [k for k in expected_keys if k not in keys][:3]
         extra = [k for k in keys if k not in expected_keys][:3]
         raise _Failure(
             f"strategy '{name}' changed the state_dict keys (missing {missing}, unexpected {extra}); "
-            "compiled and eager checkpoints must load into each other"
+            "compiled and eager checkpoints must load into each other",
+            Failure(FailureKind.CONTRACT, check="state_dict keys", strategy=name),
         )
-
-
-def _plain(notes: dict[str, Any]) -> dict[str, Any]:
-    out: dict[str, Any] = {}
-    for key, value in notes.items():
-        if value is None or isinstance(value, bool | int | float | str):
-            out[str(key)] = value
-        elif isinstance(value, list | tuple):
-            out[str(key)] = [v if isinstance(v, bool | int | float | str) else str(v) for v in value]
-        else:
-            out[str(key)] = str(value)
-    return out

@@ -1,22 +1,87 @@
 """What a compilation did, as plain attrs values (no torch): the report and its checks.
 
-A report is serialisable with :func:`keisei_core.config.unstructure` (or
-:meth:`CompileReport.to_dict`, which also turns non-finite floats into strings so the
-result is strict JSON).
+The report stays a typed value through the compile layer, the bench engine, ``auto``,
+the CLI and the test kit; it becomes data only at the file boundary, through the
+project's cattrs converter (:func:`report_data` / :func:`report_from_data`, strict JSON).
 """
 
 from __future__ import annotations
 
+import functools
 import math
+from collections.abc import Sequence
 from typing import Any
 
 import attrs
+import cattrs
 
 from keisei_core.compile.policy_checks import PolicyCheck, PolicyThresholds
 from keisei_core.errors import KeiseiError
+from keisei_core.statuses import CompileStatus, FailureKind
 
-STATUSES = ("compiled", "fallback", "failed", "skipped")
+STATUSES = tuple(CompileStatus)
 MODES = ("eval", "train")
+
+
+@attrs.frozen
+class Failure:
+    """Why a strategy was declined (``skipped``) or rejected (``fallback``/``failed``), as
+    data: ``CompileReport.reason`` is the same in words.
+
+    ``kind`` says which family (:class:`~keisei_core.statuses.FailureKind`); ``check``
+    names the check or stage (``forward.logits``, ``backward.grad``, ``sampling``,
+    ``weights:load_state_dict``, ``policy:kl``, ``speed``, ``applying``, ``the first
+    call``...); ``strategy`` the part concerned (unsupported, apply errors, contract);
+    ``batch_size``/``mode`` where the check ran; ``measured`` against ``allowed`` where
+    the check has one figure each (outputs: max abs diff vs atol, the element bound
+    being ``atol + rtol * |eager|``; gradients: relative L2 error vs grad rtol; sampling:
+    p-value vs alpha, or illegal draws vs 0; policy: the metric vs its threshold; speed:
+    compiled vs eager milliseconds). ``error`` is the exception's type name when one was
+    raised; ``user_error`` says it was a KeiseiError (one clear line: a strategy that
+    declines a model on purpose raises one from ``apply``).
+    """
+
+    kind: FailureKind = attrs.field(converter=FailureKind)
+    check: str | None = None
+    strategy: str | None = None
+    batch_size: int | None = None
+    mode: str | None = None
+    measured: float | None = None
+    allowed: float | None = None
+    error: str | None = None
+    user_error: bool = False
+
+    def summary(self) -> str:
+        """``mismatch: forward.logits, batch 4 (eval), measured 0.5 vs allowed 1e-05``."""
+        parts = [p for p in (self.check, f"strategy '{self.strategy}'" if self.strategy else None) if p]
+        if self.batch_size is not None:
+            parts.append(f"batch {self.batch_size}" + (f" ({self.mode})" if self.mode else ""))
+        elif self.mode:
+            parts.append(self.mode)
+        if self.measured is not None:
+            parts.append(f"measured {self.measured:.3g}"
+                         + (f" vs allowed {self.allowed:.3g}" if self.allowed is not None else ""))
+        if self.error:
+            parts.append(f"raised {self.error}" + (" (a KeiseiError)" if self.user_error else ""))
+        return f"{self.kind}: {', '.join(parts)}" if parts else str(self.kind)
+
+    @property
+    def declined(self) -> bool:
+        """The strategy declined the model on purpose: its ``apply`` raised a KeiseiError."""
+        return self.kind is FailureKind.APPLY_ERROR and self.user_error
+
+    @property
+    def unsupported(self) -> bool:
+        """The strategy does not support the device, dtype or training (nothing ran)."""
+        return self.kind in (FailureKind.UNSUPPORTED_DEVICE, FailureKind.UNSUPPORTED_DTYPE,
+                             FailureKind.UNSUPPORTED_MODE)
+
+    @classmethod
+    def raised(cls, stage: str, exc: BaseException, *, strategy: str | None = None) -> Failure:
+        """An exception at ``stage``: applying a part (``apply-error``) or later (``run-error``)."""
+        kind = FailureKind.APPLY_ERROR if strategy is not None else FailureKind.RUN_ERROR
+        return cls(kind, check=stage, strategy=strategy, error=type(exc).__name__,
+                   user_error=isinstance(exc, KeiseiError))
 
 
 @attrs.frozen
@@ -63,6 +128,17 @@ class EquivalenceCheck:
     referee_compiled_error: float | None = None
     problem: str | None = None
 
+    def failure(self) -> Failure:
+        """This (failed) check as a :class:`Failure`."""
+        if self.problem is not None:
+            return Failure(FailureKind.DTYPE, check=f"{self.method}.{self.output}", batch_size=self.batch_size,
+                           mode=self.mode)
+        if self.method == "backward":
+            return Failure(FailureKind.MISMATCH, check="backward.grad", batch_size=self.batch_size, mode=self.mode,
+                           measured=self.max_rel_diff, allowed=self.rtol)
+        return Failure(FailureKind.MISMATCH, check=f"{self.method}.{self.output}", batch_size=self.batch_size,
+                       mode=self.mode, measured=self.max_abs_diff, allowed=self.atol)
+
     def describe(self) -> str:
         if self.problem is not None:
             return f"{self.method}.{self.output} at batch {self.batch_size} ({self.mode}): {self.problem}"
@@ -105,6 +181,16 @@ class SamplingCheck:
     passed: bool
     error: str | None = None
 
+    def failure(self) -> Failure:
+        """This (failed) check as a :class:`Failure`."""
+        if self.error is not None:
+            return Failure(FailureKind.SAMPLING, check="sampling")
+        if self.illegal:
+            return Failure(FailureKind.SAMPLING, check="sampling:legal", measured=float(self.illegal), allowed=0.0)
+        if not self.log_prob_passed:
+            return Failure(FailureKind.SAMPLING, check="sampling:log_prob", measured=self.log_prob_max_abs_diff)
+        return Failure(FailureKind.SAMPLING, check="sampling:distribution", measured=self.p_value, allowed=self.alpha)
+
     def describe(self) -> str:
         if self.error is not None:
             return f"sampling (deterministic=False): {self.error}"
@@ -140,6 +226,10 @@ class WeightsCheck:
     passed: bool
     detail: str | None = None
 
+    def failure(self) -> Failure:
+        """This (failed) check as a :class:`Failure`."""
+        return Failure(FailureKind.WEIGHTS, check=f"weights:{self.how}", measured=self.max_abs_diff)
+
     def describe(self) -> str:
         verb = {"followed": "followed", "rejected": "rejected the new weights", "stale": "was stale"}
         text = f"after {self.how} the compiled model {verb.get(self.outcome, self.outcome)}"
@@ -161,6 +251,11 @@ class SpeedCheck:
     ratio_median: float | None = None
     ratio_q1: float | None = None
     ratio_q3: float | None = None
+
+    def failure(self) -> Failure:
+        """Not faster than eager here (the ``faster`` guard) as a :class:`Failure`."""
+        return Failure(FailureKind.SPEED, check="speed", batch_size=self.batch_size, mode="eval",
+                       measured=self.compiled_ms, allowed=self.eager_ms)
 
     @property
     def speedup(self) -> float:
@@ -186,13 +281,83 @@ class SpeedCheck:
         return "same"
 
 
+# -- the auto tuner's report (keisei_core.compile.auto), held by CompileReport.auto ----------
+@attrs.frozen
+class Candidate:
+    """What happened to one candidate: ``validated`` (passed every check, timed),
+    ``fallback`` (failed a check; ``reason`` says which), ``skipped`` (unsupported here),
+    ``pruned`` (beyond the search bound)."""
+
+    strategy: str
+    stage: int
+    status: str
+    reason: str | None = None
+    compile_seconds: float | None = None
+    validation_seconds: float | None = None
+    total_seconds: float | None = None
+    warm_start: bool | None = None
+    # The compile report's own speed checks (its JSON adds each one's speedup and verdict).
+    speeds: tuple[SpeedCheck, ...] = ()
+
+    def speed_at(self, batch_size: int) -> SpeedCheck | None:
+        return next((s for s in self.speeds if s.batch_size == batch_size), None)
+
+
+@attrs.frozen
+class Choice:
+    batch_size: int
+    strategy: str
+    speedup: float
+
+
+@attrs.frozen
+class TuneReport:
+    """The decision and every candidate. ``reused``: the decision came from the cache
+    (``candidates`` are the original run's); ``tune_seconds``: this call's wall time."""
+
+    model: str | None
+    device: str
+    dtype: str
+    batch_sizes: tuple[int, ...]
+    choices: tuple[Choice, ...]
+    candidates: tuple[Candidate, ...]
+    key: str
+    cache_path: str | None
+    reused: bool
+    tune_seconds: float
+    original_tune_seconds: float
+    cpu: str
+    threads: int
+    torch_version: str
+    notes: dict[str, Any] = attrs.field(factory=dict)
+
+    def choice_for(self, batch_size: int) -> Choice:
+        return bucket_choice(self.choices, batch_size)
+
+    def to_dict(self) -> dict[str, Any]:
+        """Strict-JSON data through the project's converter (the cache file, ``--json``)."""
+        return _json_data(self)
+
+
+def bucket_choice(choices: Sequence[Choice], batch_size: int) -> Choice:
+    """The choice of the smallest declared size at least ``batch_size``, else the largest."""
+    ordered = sorted(choices, key=lambda c: c.batch_size)
+    return next((c for c in ordered if c.batch_size >= batch_size), ordered[-1])
+
+
+def policy_failure(check: PolicyCheck) -> Failure:
+    """A missed policy-level threshold (quantized strategies) as a :class:`Failure`."""
+    return Failure(FailureKind.POLICY, check=f"policy:{check.metric}", batch_size=check.batch_size,
+                   mode=check.mode, measured=check.found, allowed=check.threshold)
+
+
 @attrs.frozen
 class CompileReport:
     """What :func:`keisei_core.compile.compile_model` did with one model and strategy.
 
     ``status``: ``compiled`` (validated, the compiled model is returned), ``fallback`` (an
     exception, a mismatch or the speed guard made it return the eager model; ``reason``
-    says which), ``failed`` (the same with ``fallback=False``: raised as
+    says which in words, ``failure`` as data), ``failed`` (the same with ``fallback=False``: raised as
     :class:`CompileFailedError`), ``skipped`` (the strategy does not support the device,
     dtype or training; nothing was compiled).
 
@@ -205,8 +370,9 @@ class CompileReport:
     """
 
     strategy: str
-    status: str = attrs.field(validator=attrs.validators.in_(STATUSES))
+    status: CompileStatus = attrs.field(converter=CompileStatus)
     reason: str | None = None
+    failure: Failure | None = None
     model: str | None = None
     model_options: dict[str, Any] = attrs.field(factory=dict)
     device: str = "cpu"
@@ -236,7 +402,7 @@ class CompileReport:
     weights: tuple[WeightsCheck, ...] = ()
     frozen_weights: bool = False
     speed_seconds: float | None = None
-    auto: dict[str, Any] | None = None
+    auto: TuneReport | None = None
     stage_seconds: dict[str, float] = attrs.field(factory=dict)
 
     def speed_at(self, batch_size: int) -> SpeedCheck | None:
@@ -275,23 +441,87 @@ class CompileReport:
         return f"{line}: {self.reason}" if self.reason else line
 
     def to_dict(self) -> dict[str, Any]:
-        """JSON-ready data (strict JSON: infinities and NaN become strings)."""
-        from keisei_core.config.converter import unstructure
+        """JSON-ready data (strict JSON): :func:`report_data` of this report."""
+        return report_data(self)
 
-        data: dict[str, Any] = _finite_json(unstructure(self))
-        if self.speed is not None:
-            data["speed"]["speedup"] = _finite_json(self.speed.speedup)
-            data["speed"]["verdict"] = self.speed.verdict
-        for entry, speed in zip(data.get("speeds") or [], self.speeds, strict=True):
-            entry["speedup"] = _finite_json(speed.speedup)
-            entry["verdict"] = speed.verdict
+
+# -- the file boundary --------------------------------------------------------------------
+# Reports are unstructured by the project's one cattrs converter; these hooks add what a
+# reader of the JSON wants beside the fields (each speed check's speedup and verdict, which
+# are properties) and drop it again when structuring.
+_SPEED_PROPERTIES = ("speedup", "verdict")
+
+
+def _register_hooks(converter: cattrs.Converter) -> None:
+    from cattrs.gen import make_dict_structure_fn, make_dict_unstructure_fn
+
+    unstructure_fields = make_dict_unstructure_fn(SpeedCheck, converter)
+    structure_fields = make_dict_structure_fn(SpeedCheck, converter)
+
+    def unstructure_speed(speed: SpeedCheck) -> dict[str, Any]:
+        data: dict[str, Any] = unstructure_fields(speed)
+        data.update(speedup=speed.speedup, verdict=speed.verdict)
         return data
 
+    def structure_speed(data: Any, cls: type) -> SpeedCheck:
+        fields = {k: v for k, v in data.items() if k not in _SPEED_PROPERTIES} if isinstance(data, dict) else data
+        return structure_fields(fields, cls)
 
-def _finite_json(value: Any) -> Any:
+    converter.register_unstructure_hook(SpeedCheck, unstructure_speed)
+    converter.register_structure_hook(SpeedCheck, structure_speed)
+
+
+def _project_converter() -> cattrs.Converter:
+    from keisei_core.serialization import converter
+
+    return converter
+
+
+_register_hooks(_project_converter())
+
+
+def _float_or_text(value: Any, _type: type) -> float:
+    # report_data wrote inf, -inf and nan as text (strict JSON has none); a results file
+    # wrote them as null, which for a float that is never None can only have been one.
+    if isinstance(value, str) and value in ("inf", "-inf", "nan"):
+        return float(value)
+    if value is None:
+        return math.nan
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise TypeError(f"expected a number, got {value!r}")
+    return float(value)
+
+
+@functools.cache
+def _reading_converter() -> cattrs.Converter:
+    reading = _project_converter().copy()
+    reading.register_structure_hook(float, _float_or_text)
+    _register_hooks(reading)
+    return reading
+
+
+def report_data(report: CompileReport) -> dict[str, Any]:
+    """``report`` as strict-JSON data (results files, ``--json``, checkpoints): the
+    converter's unstructuring, statuses as their text, non-finite floats as strings."""
+    return _json_data(report)
+
+
+def _json_data(value: Any) -> dict[str, Any]:
     from keisei_core.json_data import json_safe
+    from keisei_core.serialization import unstructure
 
-    return json_safe(value)
+    return json_safe(unstructure(value))  # type: ignore[no-any-return]
+
+
+def report_from_data(data: Any, where: str = "compile report") -> CompileReport:
+    """A report back from :func:`report_data`; data that is not one is an InputError naming ``where``."""
+    from keisei_core.errors import InputError
+    from keisei_core.oneline import one_line
+
+    try:
+        return _reading_converter().structure(data, CompileReport)
+    except Exception as exc:  # cattrs raises exception groups of any kind
+        raise InputError(f"{where}: not a compile report ({one_line(exc, limit=200)})") from None
 
 
 class CompileFailedError(KeiseiError):

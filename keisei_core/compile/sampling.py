@@ -130,9 +130,10 @@ def check_sampling(
                 worst_log_prob = max(worst_log_prob, float(diff.max()))
                 log_prob_ok &= bool((diff <= tolerance.atol + log_prob_slack + tolerance.rtol * expected.abs()).all())
     except Exception as exc:  # a sampler that raises is a failed check, with its reason
-        text = " ".join(str(exc).split())[:200]
+        from keisei_core.oneline import one_line
+
         return SamplingCheck(total, illegal, BINS, math.nan, 0.0, alpha, worst_log_prob, False, False,
-                             error=f"raised {type(exc).__name__}: {text}")
+                             error=f"raised {one_line(exc, limit=200)}")
     finally:
         compiled.train(was)
     pits = torch.cat(values) if values else torch.zeros(0, dtype=torch.float64)

@@ -110,11 +110,12 @@ def _judge(
     try:
         got = _forward(compiled, data)
     except KeiseiError as exc:
-        detail = " ".join(str(exc).split())[:200]
+        from keisei_core.oneline import one_line
+
         if frozen and how != "restore":
-            return WeightsCheck(how, "rejected", math.nan, True, f"{type(exc).__name__}: {detail}")
+            return WeightsCheck(how, "rejected", math.nan, True, one_line(exc, limit=200))
         why = "" if frozen else " (a strategy that cannot follow weight changes must declare frozen_weights=True)"
-        return WeightsCheck(how, "rejected", math.nan, False, f"{type(exc).__name__}: {detail}{why}")
+        return WeightsCheck(how, "rejected", math.nan, False, f"{one_line(exc, limit=200)}{why}")
     worst, ok = _gap(got, want, tol, slack)
     if ok:
         moved = math.inf if before is None else _gap(want, before, tol)[0]

@@ -23,6 +23,8 @@ _LAZY: dict[str, str] = {
     "StrategyContract": "keisei_core.testing.strategy_contract",
     "ProbeContract": "keisei_core.testing.probe_contract",
     "ModelCase": "keisei_core.testing.cases",
+    "assert_acts_like": "keisei_core.testing.acting",
+    "randomise_batchnorm": "keisei_core.testing.acting",
     "contract_options": "keisei_core.testing.sizing",
     "shrunk_options": "keisei_core.testing.options",
     "strategies": "keisei_core.testing.strategies",

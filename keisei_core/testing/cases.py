@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import fnmatch
 import math
-import re
 from collections.abc import Iterable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
@@ -19,11 +18,14 @@ import attrs
 from keisei_core.errors import KeiseiError
 from keisei_core.models import build_from_spec, resolve_options
 from keisei_core.plugins import PluginHost, get_host
+from keisei_core.statuses import CompileStatus
 
 if TYPE_CHECKING:
     import torch
     from torch import nn
 
+    from keisei_core.compile.composition import Composition
+    from keisei_core.compile.report import CompileReport
     from keisei_core.specs import StrategySpec
 
 DEFAULT_SEED = 0
@@ -128,15 +130,31 @@ def strategies_for(host: PluginHost, device: str, dtype: str = "float32") -> lis
 
 
 # -- compiling --------------------------------------------------------------------------
+_COMPOSITIONS: dict[tuple[int, str], Composition] = {}
+
+
+def composition(host: PluginHost, strategy: str) -> Composition:
+    """``strategy`` (``"channels-last+inductor"``) parsed into its composition, once per
+    host and name: collection (slow marks), compiling and the checks share it."""
+    key = (id(host), strategy)
+    found = _COMPOSITIONS.get(key)
+    if found is None:
+        from keisei_core.compile import parse_composition
+
+        found = _COMPOSITIONS[key] = parse_composition(strategy, host.strategies)
+    return found
+
+
 @attrs.frozen
 class CompileOutcome:
     """A strategy applied to an eager model: the result and what the report said."""
 
     model: Any
     eager: Any
-    status: str  # "compiled", "fallback" or "failed" (as keisei_core.compile reports)
+    status: CompileStatus
     reason: str | None
-    report: Any
+    report: CompileReport
+    composition: Composition
 
 
 def apply_strategy(
@@ -158,9 +176,10 @@ def apply_strategy(
     """
     from keisei_core.compile import compile_model
 
+    parsed = composition(host, strategy)
     model, report = compile_model(
         eager,
-        strategy,
+        parsed,
         example_obs=example_obs,
         fallback=fallback,
         host=host,
@@ -169,33 +188,17 @@ def apply_strategy(
         training=False,
         speed_seconds=0.0,  # every check, but no timing: a contract is about correctness
     )
-    return CompileOutcome(model, eager, str(report.status), report.reason, report)
-
-
-_DECLINED = re.compile(r"^applying '(?P<strategy>[^']+)' raised (?P<error>[A-Za-z_][A-Za-z0-9_]*)\b")
-
-
-def _keisei_error_names() -> set[str]:
-    from keisei_core.errors import KeiseiError
-
-    names: set[str] = set()
-    stack: list[type] = [KeiseiError]
-    while stack:
-        cls = stack.pop()
-        names.add(cls.__name__)
-        stack.extend(cls.__subclasses__())
-    return names
+    return CompileOutcome(model, eager, report.status, report.reason, report, parsed)
 
 
 def declined(outcome: CompileOutcome) -> bool:
     """Whether a fallback is the strategy declining the model on purpose: its ``apply``
     raised one of keisei's user-facing errors (a KeiseiError subclass, one clear line,
-    e.g. "the model declares no repeated blocks"). Compiler exceptions, a failing first
-    call and outputs that differ from eager are not declines."""
-    if outcome.status != "fallback" or not outcome.reason:
-        return False
-    match = _DECLINED.match(str(outcome.reason))
-    return match is not None and match.group("error") in _keisei_error_names()
+    e.g. "the model declares no repeated blocks"), as the report's structured
+    ``failure`` records it. Compiler exceptions, a failing first call and outputs that
+    differ from eager are not declines."""
+    failure = outcome.report.failure if outcome.report is not None else None
+    return outcome.status == CompileStatus.FALLBACK and failure is not None and failure.declined
 
 
 _COMPILED: dict[tuple[Any, ...], CompileOutcome] = {}

@@ -57,6 +57,7 @@ from keisei_core.introspect import model_shapes
 from keisei_core.models import resolve_options
 from keisei_core.plugins import PluginHost
 from keisei_core.spaces import legal_masks_for, observations_for
+from keisei_core.statuses import CompileStatus
 from keisei_core.testing import cases as c
 from keisei_core.testing import strategies as ks
 from keisei_core.testing.base import ContractBase
@@ -96,7 +97,7 @@ def option(config: pytest.Config, name: str) -> Any:
 
 def slow_marks(host: PluginHost, strategy: str) -> list[pytest.MarkDecorator]:
     """``slow`` for compilers (tens of seconds per compile), nothing for cheap transforms."""
-    parts = [host.strategies.get(part.strip()) for part in strategy.split("+")]
+    parts = c.composition(host, strategy).parts
     return [] if all(c.is_cheap_strategy(spec) for spec in parts) else [pytest.mark.slow]
 
 
@@ -360,9 +361,9 @@ class ModelContract(ContractBase):
             keisei_contract_host, keisei_model_case, keisei_strategy_name, device=self.device,
             batch_sizes=self.compile_batch_sizes or (1, self.batch_size),
         )
-        if outcome.status == "skipped" or c.declined(outcome):
+        if outcome.status == CompileStatus.SKIPPED or c.declined(outcome):
             pytest.skip(f"'{keisei_strategy_name}' does not apply to {keisei_model_case.id}: {outcome.reason}")
-        if outcome.status != "compiled" and not self.allow_fallback:
+        if outcome.status != CompileStatus.COMPILED and not self.allow_fallback:
             pytest.fail(
                 f"strategy '{keisei_strategy_name}' did not compile {keisei_model_case.id}: "
                 f"status {outcome.status}: {outcome.reason}"
@@ -433,7 +434,7 @@ def check_equivalence(
     eager's best legal actions, and (float32 strategies) the deterministic actions
     themselves where eager's choice is not a near tie. State_dict keys must be eager's.
     (``compile_model`` already validated batch 1 and ``batch_size`` on its own inputs.)"""
-    specs = [host.strategies.get(part.strip()) for part in strategy.split("+")]
+    specs = list(outcome.composition.parts)
     if any(is_quantized(s.precision) for s in specs):
         _check_policy(strategy, specs, outcome, batch_size=batch_size, device=device)
         return
@@ -441,7 +442,7 @@ def check_equivalence(
     eager, model = outcome.eager.eval(), outcome.model
     if hasattr(model, "eval"):
         model.eval()
-    if outcome.status == "compiled" and hasattr(model, "state_dict"):
+    if outcome.status == CompileStatus.COMPILED and hasattr(model, "state_dict"):
         keys = [k.replace("_orig_mod.", "") for k in model.state_dict()]
         assert sorted(keys) == sorted(eager.state_dict()), (
             f"'{strategy}' changed the state_dict keys, so checkpoints would not load into eager models"

@@ -36,6 +36,7 @@ import pytest
 import torch
 
 from keisei_core.plugins import PluginHost
+from keisei_core.statuses import CompileStatus
 from keisei_core.testing import cases as c
 from keisei_core.testing.base import ContractBase
 from keisei_core.testing.model_contract import CaseEntry, check_equivalence, option, slow_marks
@@ -136,9 +137,9 @@ class StrategyContract(ContractBase):
             keisei_contract_host, keisei_model_case, keisei_strategy_name, device=self.device,
             batch_sizes=self.compile_batch_sizes or (1, self.batch_size),
         )
-        if outcome.status == "skipped" or c.declined(outcome):
+        if outcome.status == CompileStatus.SKIPPED or c.declined(outcome):
             pytest.skip(f"'{keisei_strategy_name}' does not apply to {keisei_model_case.id}: {outcome.reason}")
-        if outcome.status != "compiled" and not self.allow_fallback:
+        if outcome.status != CompileStatus.COMPILED and not self.allow_fallback:
             pytest.fail(
                 f"'{keisei_strategy_name}' did not compile {keisei_model_case.id}: status {outcome.status}: {outcome.reason}"
             )
@@ -158,12 +159,12 @@ class StrategyContract(ContractBase):
             model, keisei_strategy_name, host=keisei_contract_host, batch_sizes=self._compile_sizes(), training=False,
             speed_seconds=0.0,
         )
-        if report.status == "compiled":
+        if report.status == CompileStatus.COMPILED:
             pytest.skip(
                 f"'{keisei_strategy_name}' runs the {failing} model in plain eager float32 (no tracing, autocast, "
                 "dtype or memory-format change), so it cannot misbehave; nothing to fall back from"
             )
-        assert report.status == "fallback", f"status {report.status}: {report.reason}"
+        assert report.status == CompileStatus.FALLBACK, f"status {report.status}: {report.reason}"
         assert report.reason, "a fallback must say why"
         assert result is model, "a fallback must hand back the eager model itself"
         reference = failing_models()[failing].to(self.device)
@@ -182,9 +183,9 @@ class StrategyContract(ContractBase):
                 training=False, fallback=False, speed_seconds=0.0,
             )
         except CompileFailedError as error:
-            assert error.report.status == "failed" and error.report.reason
+            assert error.report.status == CompileStatus.FAILED and error.report.reason
             return
-        assert report.status == "compiled", f"status {report.status} without fallback must raise"
+        assert report.status == CompileStatus.COMPILED, f"status {report.status} without fallback must raise"
         pytest.skip(f"'{keisei_strategy_name}' runs the refusing model in plain eager float32; nothing fails")
 
     def _compile_sizes(self) -> tuple[int, ...]:

@@ -21,12 +21,15 @@ import os
 import re
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from keisei_core.bench.results import CellRecord, Results
 from keisei_core.config.experiment import WandbSettings
 from keisei_core.errors import KeiseiError
 from keisei_core.oneline import one_line
+
+if TYPE_CHECKING:
+    from keisei_core.compile.report import CompileReport
 
 TABLE_COLUMNS: list[str | int] = [
     "model", "strategy", "probe", "batch_size", "status", "value", "unit", "median", "q1", "q3",
@@ -104,13 +107,14 @@ class WandbTracker:
             data[metric_key(cell) + "/" + cell.status] = 1
         self.run.log(data)
 
-    def on_group(self, label: str, strategy: str, model: Any, report: dict[str, Any] | None, training: bool) -> None:
+    def on_group(self, label: str, strategy: str, model: Any, report: CompileReport | None, training: bool) -> None:
         """Save and log the (model, strategy) checkpoint when ``log_checkpoints`` is on."""
         if self.run is None or training or not self.settings.log_checkpoints:
             return
         import wandb
 
         from keisei_core.checkpoints.store import save_checkpoint
+        from keisei_core.compile.report import report_data
 
         path = self.out_dir / "checkpoints" / f"{artifact_name(label, strategy)}.pt"
         save_checkpoint(path, model, strategy=strategy, compile_report=report, metadata={"label": label})
@@ -120,7 +124,8 @@ class WandbTracker:
             artifact_name(label, strategy, "checkpoint"),
             type="model",
             description=f"keisei checkpoint of {label} ({strategy})",
-            metadata={"model_name": name, "model_options": options, "strategy": strategy, "compile_report": report},
+            metadata={"model_name": name, "model_options": options, "strategy": strategy,
+                      "compile_report": report_data(report) if report is not None else None},
         )
         artifact.add_file(str(path))
         self.run.log_artifact(artifact)

@@ -40,7 +40,7 @@ def run(ctx: CliContext) -> int:
     path = ctx.args.file or default_config_path()
     config = load_experiment(path, ctx.args.overrides)
     if ctx.args.check:
-        from keisei_core.config.checks import check_names
+        from keisei_core.bench.checks import check_names
 
         check_names(config, ctx.host(config.plugins), where=path or "config")
     print(dump_toml(experiment_to_dict(config)), end="")

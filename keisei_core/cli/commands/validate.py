@@ -138,6 +138,8 @@ def render_report(report: CompileReport) -> str:
         ("warm start", {True: "yes (artifacts reused)", False: "no (compiled afresh)", None: "-"}[report.warm_start]),
         ("graphs / recompiles", f"{report.graphs} / {report.recompiles}"),
     ]
+    if report.failure is not None:
+        facts.append(("failure", report.failure.summary()))
     if report.cache:
         facts.append(("caches", ", ".join(f"{k}={v}" for k, v in sorted(report.cache.items()))))
     if report.speed is not None:

@@ -186,6 +186,7 @@ def _cells(config: Any, host: Any, plan: Any, plugins: list[str], local_rank: in
         StrategyUnsupported,
         check_support,
         options_as_dict,
+        report_from_data,
         resolve_options,
     )
     from keisei_plugin_distributed.probe import cell_task, summary_to_result
@@ -210,7 +211,8 @@ def _cells(config: Any, host: Any, plan: Any, plugins: list[str], local_rank: in
                     )
                     summary = run_cell_in_group(task, local_rank=local_rank)
                     cell.result = summary_to_result(summary, batch_size=batch_size, plan=plan, launcher="torchrun")
-                    cell.compile_report = summary.get("compile_report")
+                    report = summary.get("compile_report")  # data from the ranks' result file
+                    cell.compile_report = report_from_data(report) if report is not None else None
                 except StrategyUnsupported as exc:  # the same on every rank: nothing ran
                     cell.status, cell.reason = "skipped", str(exc)
                 except CellBuildFailed as exc:  # every rank raised it together

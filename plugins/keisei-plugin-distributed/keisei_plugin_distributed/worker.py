@@ -144,6 +144,7 @@ def run_cell_in_group(task: Mapping[str, Any], *, local_rank: int, phase: PhaseL
         build_probe_context,
         measure,
         ppo_step,
+        report_data,
         summarize,
     )
 
@@ -235,7 +236,7 @@ def run_cell_in_group(task: Mapping[str, Any], *, local_rank: int, phase: PhaseL
         "control_block_seconds": seconds.to_dict(),
         "baseline_step_seconds": baseline,
         "ranks": [r[0] for r in ranks],
-        "compile_report": report,
+        "compile_report": report_data(report) if report is not None else None,
     }
 
 

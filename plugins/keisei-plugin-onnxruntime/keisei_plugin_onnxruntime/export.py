@@ -33,7 +33,7 @@ import attrs
 import torch
 from torch import nn
 
-from keisei_core.plugin import write_bytes_atomic
+from keisei_core.plugin import verify_sidecar, write_bytes_atomic
 from keisei_plugin_onnxruntime import __version__ as plugin_version
 from keisei_plugin_onnxruntime.errors import OnnxExportError
 
@@ -41,9 +41,6 @@ EXPORTER = "torch.onnx.export(dynamo=True)"
 INPUT_NAME = "obs"
 OUTPUT_NAMES = ("logits", "value")
 CACHE_SUBDIR = "onnxruntime"
-# The batch used to trace: torch.export specialises sizes 0 and 1, so a batch-1 example
-# would pin the batch axis; 2 keeps it symbolic.
-EXPORT_BATCH = 2
 
 
 def output_names(model: nn.Module) -> list[str]:
@@ -168,34 +165,20 @@ def export_to_onnx(model: nn.Module, example_obs: torch.Tensor, label: str) -> t
     return data, opset
 
 
-def _file_sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
-
-
 def load_cached(key: ExportKey, cache_dir: Path) -> tuple[Exported | None, str]:
     """The cached export for ``key`` if its sidecar vouches for its bytes, else (None, why)."""
     onnx_path, meta_path = key.paths(cache_dir)
     if not onnx_path.exists():
         return None, "no cached export"
+    meta, why = verify_sidecar(meta_path, key.digest(), {"sha256": onnx_path}, what="export")
+    if meta is None:
+        return None, why
     try:
-        meta = json.loads(meta_path.read_text())
-        recorded = (meta["key"], meta["sha256"], float(meta["export_seconds"]))
-    except (OSError, ValueError, KeyError, TypeError) as exc:
+        seconds = float(meta["export_seconds"])
+        opset = meta.get("opset")
+        return Exported(onnx_path, None, seconds, int(opset) if opset is not None else None), "ok"
+    except (KeyError, TypeError, ValueError) as exc:
         return None, f"cache sidecar {meta_path.name} unreadable ({type(exc).__name__})"
-    if recorded[0] != key.digest():
-        return None, "cache sidecar belongs to another export key"
-    try:
-        actual = _file_sha256(onnx_path)
-    except OSError as exc:
-        return None, f"cached export unreadable ({exc.strerror})"
-    if actual != recorded[1]:
-        return None, f"cached export {onnx_path.name} does not match its recorded SHA-256"
-    opset = meta.get("opset")
-    return Exported(onnx_path, None, recorded[2], int(opset) if opset is not None else None), "ok"
 
 
 def export_and_store(

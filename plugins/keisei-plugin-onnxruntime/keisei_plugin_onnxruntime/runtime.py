@@ -15,7 +15,6 @@ values (e.g. the same state_dict loaded again) are accepted, different ones rais
 
 from __future__ import annotations
 
-import itertools
 import weakref
 from collections.abc import Callable
 from pathlib import Path
@@ -24,10 +23,11 @@ from typing import Any
 import torch
 from torch import nn
 
+from keisei_core.plugin import check_eval_mode, check_exported_input, weights_fingerprint
 from keisei_plugin_onnxruntime.errors import InferenceOnlyError, OnnxInputError, StaleWeightsError
 from keisei_plugin_onnxruntime.export import INPUT_NAME
 
-Fingerprint = tuple[tuple[int, int], ...]
+Fingerprint = tuple[tuple[int, int], ...]  # what keisei_core's weights_fingerprint returns
 
 
 def make_session(source: Path | bytes, intra_op_threads: int) -> Any:
@@ -42,13 +42,6 @@ def make_session(source: Path | bytes, intra_op_threads: int) -> Any:
     options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
     model = str(source) if isinstance(source, Path) else source
     return ort.InferenceSession(model, sess_options=options, providers=["CPUExecutionProvider"])
-
-
-def weights_fingerprint(model: nn.Module) -> Fingerprint:
-    """Cheap identity of the current weights: (storage pointer, in-place version) per tensor."""
-    return tuple(
-        (t.data_ptr(), t._version) for t in itertools.chain(model.parameters(), model.buffers())
-    )
 
 
 class OnnxForward:
@@ -74,14 +67,9 @@ class OnnxForward:
         model = self._model()
         if model is None:  # pragma: no cover - the module owns this object
             raise RuntimeError("the module of this ONNX forward no longer exists")
-        if model.training:
-            raise InferenceOnlyError(
-                f"{type(model).__name__} compiled with 'onnxruntime' is inference-only: it runs a "
-                "frozen eval-mode export, so train mode (dropout, batch statistics, gradients) "
-                "cannot be honoured; call .eval(), or train the eager model"
-            )
+        check_eval_mode(model, "onnxruntime", error=InferenceOnlyError)
         self._check_weights(model)
-        self._check_input(obs)
+        check_exported_input(obs, self.observation, runtime="onnxruntime session", error=OnnxInputError)
         array = obs.detach().contiguous().numpy()
         # (logits, value) and, for multi-head models, their extra heads (keisei_core.heads).
         return tuple(torch.from_numpy(output) for output in self.session.run(None, {INPUT_NAME: array}))
@@ -96,19 +84,6 @@ class OnnxForward:
                 "ONNX Runtime session cannot see; compile the updated eager model again"
             )
         self._fingerprint = current
-
-    def _check_input(self, obs: torch.Tensor) -> None:
-        if not isinstance(obs, torch.Tensor):
-            raise OnnxInputError(f"observations must be a torch.Tensor, got {type(obs).__name__}")
-        if obs.device.type != "cpu" or obs.dtype != torch.float32:
-            raise OnnxInputError(
-                f"the onnxruntime session takes float32 CPU observations, got {obs.dtype} on {obs.device}"
-            )
-        if obs.dim() != 4 or tuple(obs.shape[1:]) != self.observation or obs.shape[0] < 1:
-            raise OnnxInputError(
-                f"observations must have shape (B >= 1, {', '.join(map(str, self.observation))}), "
-                f"got {tuple(obs.shape)}"
-            )
 
     def __deepcopy__(self, memo: dict[int, Any]) -> OnnxForward:
         # copy.deepcopy(compiled) registers the module's copy in memo before copying its

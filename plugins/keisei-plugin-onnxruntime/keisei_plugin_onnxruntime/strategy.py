@@ -18,14 +18,14 @@ from torch import nn
 
 from keisei_core.plugin import (
     StrategyContext,
+    check_exported_cell,
+    export_example,
+    exported_observation_shape,
     forward_wrappers,
-    make_observations,
-    model_shapes,
     wrapper_name,
 )
 from keisei_plugin_onnxruntime.errors import InferenceOnlyError, OnnxStrategyError
 from keisei_plugin_onnxruntime.export import (
-    EXPORT_BATCH,
     EXPORTER,
     Exported,
     ExportKey,
@@ -37,44 +37,10 @@ from keisei_plugin_onnxruntime.runtime import OnnxForward, attach, make_session
 
 
 def _check_cell(model: nn.Module, context: StrategyContext) -> None:
-    if context.training:
-        raise InferenceOnlyError(
-            "strategy 'onnxruntime' is inference-only (an ONNX Runtime session has no autograd "
-            "and a frozen eval-mode graph); use it for rollouts and evaluation, not training"
-        )
-    if context.device != "cpu":
-        raise OnnxStrategyError(f"strategy 'onnxruntime' runs on cpu only, not {context.device}")
-    if context.dtype != "float32":
-        raise OnnxStrategyError(f"strategy 'onnxruntime' computes in float32 only, not {context.dtype}")
-    for name, tensor in model.state_dict().items():
-        if tensor.is_floating_point() and (tensor.dtype != torch.float32 or tensor.device.type != "cpu"):
-            raise OnnxStrategyError(
-                f"strategy 'onnxruntime' needs float32 CPU weights; {name} is {tensor.dtype} on "
-                f"{tensor.device}"
-            )
-
-
-def _observation_shape(model: nn.Module, example: torch.Tensor | None) -> tuple[int, int, int]:
-    if example is not None:
-        if example.dim() != 4:
-            raise OnnxStrategyError(
-                f"example observations must be 4-D (B, C, H, W), got shape {tuple(example.shape)}"
-            )
-        c, h, w = (int(s) for s in example.shape[1:])
-        return c, h, w
-    return model_shapes(model).observation
-
-
-def _export_example(example: torch.Tensor | None, shape: tuple[int, int, int]) -> torch.Tensor:
-    if example is None:
-        channels, board, width = shape
-        if board != width:
-            raise OnnxStrategyError(f"cannot synthesise observations for a {board}x{width} board")
-        return make_observations(EXPORT_BATCH, channels, board)
-    example = example.detach().to(device="cpu", dtype=torch.float32)
-    if example.shape[0] >= EXPORT_BATCH:
-        return example[:EXPORT_BATCH].contiguous()
-    return example[:1].repeat(EXPORT_BATCH, 1, 1, 1)
+    check_exported_cell(
+        "onnxruntime", model, context, error=OnnxStrategyError, inference_error=InferenceOnlyError,
+        graph="an ONNX Runtime session",
+    )
 
 
 def _identity(model: nn.Module, context: StrategyContext) -> tuple[str, Mapping[str, Any]]:
@@ -99,7 +65,7 @@ def apply_onnxruntime(model: nn.Module, context: StrategyContext) -> nn.Module:
     """Compile ``model`` (a private copy, changed in place) to an ONNX Runtime CPU session."""
     _check_cell(model, context)
     model.eval()
-    shape = _observation_shape(model, context.example_obs)
+    shape = exported_observation_shape(model, context.example_obs, error=OnnxStrategyError)
     label, options = _identity(model, context)
     weights = weights_digest(model)
     recipe = (*context.composition, *(wrapper_name(w) for w in forward_wrappers(model)))
@@ -118,7 +84,7 @@ def apply_onnxruntime(model: nn.Module, context: StrategyContext) -> nn.Module:
     warm = exported is not None
     if exported is None:
         exported, write_error = export_and_store(
-            model, _export_example(context.example_obs, shape), key, context.cache_dir
+            model, export_example(context.example_obs, shape, error=OnnxStrategyError), key, context.cache_dir
         )
         context.record("cache_miss_reason", miss_reason)
         if write_error is not None:

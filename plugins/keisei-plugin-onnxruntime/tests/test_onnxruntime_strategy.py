@@ -33,25 +33,12 @@ from keisei_core.errors import InputError, KeiseiError
 from keisei_core.observations import make_legal_masks, make_observations
 from keisei_core.plugins import PluginHost
 from keisei_core.specs import StrategyContext
+from keisei_core.testing.acting import assert_acts_like, randomise_batchnorm
 
 ATOL = RTOL = 1e-4
 SMALL = {"conv_channels": 4, "num_actions": 100}
 # restower-small comes from another distribution: an optional extra of these tests.
 HAVE_RESTOWER = importlib.util.find_spec("keisei_plugin_restower") is not None
-
-
-def randomise_batchnorm(model: nn.Module, seed: int = 0) -> nn.Module:
-    """Fresh BNs are the identity in eval mode; random statistics make folding matter."""
-    gen = torch.Generator().manual_seed(seed)
-    with torch.no_grad():
-        for module in model.modules():
-            if isinstance(module, nn.BatchNorm2d):
-                c = module.num_features
-                module.running_mean.copy_(torch.rand(c, generator=gen) - 0.5)
-                module.running_var.copy_(torch.rand(c, generator=gen) + 0.5)
-                module.weight.copy_(torch.rand(c, generator=gen) + 0.5)
-                module.bias.copy_(torch.rand(c, generator=gen) - 0.5)
-    return model.eval()
 
 
 def compile_copy(eager: nn.Module, cache_dir: Path | None = None) -> tuple[nn.Module, StrategyContext]:
@@ -83,31 +70,7 @@ def assert_close(actual: torch.Tensor, expected: torch.Tensor) -> None:
 
 def assert_equivalent(eager: nn.Module, compiled: nn.Module, batch: int, seed: int = 0) -> None:
     """forward, get_action_and_value(deterministic, masked) and evaluate_actions agree."""
-    options = eager.keisei_model_options
-    channels, board, actions_total = options["input_channels"], options["board_size"], options["num_actions"]
-    obs = make_observations(batch, channels, board, seed=seed)
-    mask = make_legal_masks(batch, actions_total, seed=seed, min_legal=1, max_legal=30)
-    with torch.no_grad():
-        logits_e, value_e = eager(obs)
-        logits_c, value_c = compiled(obs)
-        assert logits_c.shape == (batch, actions_total) and value_c.shape == (batch,)
-        assert_close(logits_c, logits_e)
-        assert_close(value_c, value_e)
-        action_e, logp_e, v_e = eager.get_action_and_value(obs, mask, deterministic=True)
-        action_c, logp_c, v_c = compiled.get_action_and_value(obs, mask, deterministic=True)
-        # Argmax may only differ between near-ties; then the chosen logit must be a maximum.
-        masked_e = logits_e.masked_fill(~mask, float("-inf"))
-        chosen = masked_e.gather(1, action_c.unsqueeze(1)).squeeze(1)
-        assert torch.all((action_c == action_e) | (masked_e.max(1).values - chosen <= ATOL))
-        assert bool(mask.gather(1, action_c.unsqueeze(1)).all())
-        assert_close(v_c, v_e)
-        same = action_c == action_e
-        assert_close(logp_c[same], logp_e[same])
-        lp_e, ent_e, val_e = eager.evaluate_actions(obs, action_e, mask)
-        lp_c, ent_c, val_c = compiled.evaluate_actions(obs, action_e, mask)
-        assert_close(lp_c, lp_e)
-        assert_close(ent_c, ent_e)
-        assert_close(val_c, val_e)
+    assert_acts_like(eager, compiled, batch=batch, seed=seed, atol=ATOL, rtol=RTOL)
 
 
 @pytest.fixture(scope="module")

@@ -24,7 +24,6 @@ its sidecar) is rebuilt, never trusted.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import shutil
@@ -42,14 +41,14 @@ from keisei_core.plugin import (
     StrategyContext,
     artifact_key,
     artifact_path,
+    file_sha256,
+    verify_sidecar,
     write_json_atomic,
 )
 from keisei_plugin_openvino import __version__ as plugin_version
 from keisei_plugin_openvino.errors import OpenVinoConversionError
 
 CONVERTER = "openvino.convert_model(torch.export.export(..., Dim.DYNAMIC batch))"
-# torch.export specialises sizes 0 and 1: a batch-1 example would pin the batch axis.
-EXPORT_BATCH = 2
 
 
 def openvino_version() -> str:
@@ -128,30 +127,13 @@ def ir_key(
     )
 
 
-def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
-
-
 def load_cached(paths: IrPaths, key: str) -> tuple[Any | None, str]:
     """The cached ``openvino.Model`` if its sidecar vouches for both files, else (None, why)."""
     if not paths.meta.exists():
         return None, "no cached IR"
-    try:
-        meta = json.loads(paths.meta.read_text())
-        recorded = (str(meta["key"]), str(meta["xml_sha256"]), str(meta["bin_sha256"]))
-    except (OSError, ValueError, KeyError, TypeError) as exc:
-        return None, f"cache sidecar {paths.meta.name} unreadable ({type(exc).__name__})"
-    if recorded[0] != key:
-        return None, "cache sidecar belongs to another key"
-    try:
-        if _sha256(paths.xml) != recorded[1] or _sha256(paths.bin) != recorded[2]:
-            return None, f"cached IR {paths.xml.stem} does not match its recorded SHA-256"
-    except OSError as exc:
-        return None, f"cached IR unreadable ({exc.strerror or type(exc).__name__})"
+    meta, why = verify_sidecar(paths.meta, key, {"xml_sha256": paths.xml, "bin_sha256": paths.bin}, what="IR")
+    if meta is None:
+        return None, why
     import openvino as ov
 
     try:
@@ -174,8 +156,8 @@ def store(converted: Any, paths: IrPaths, key: str, *, label: str, seconds: floa
         ov.save_model(converted, str(xml), compress_to_fp16=False)
         meta = {
             "key": key,
-            "xml_sha256": _sha256(xml),
-            "bin_sha256": _sha256(weights),
+            "xml_sha256": file_sha256(xml),
+            "bin_sha256": file_sha256(weights),
             "convert_seconds": seconds,
             "converter": CONVERTER,
             "label": label,

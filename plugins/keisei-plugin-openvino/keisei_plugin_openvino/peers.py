@@ -49,6 +49,7 @@ from keisei_core.plugin import (
     ProbeUnsupported,
     calibrate_peak,
     forward_flops_per_sample,
+    one_line,
 )
 from keisei_plugin_openvino.options import PeerOptions
 
@@ -88,11 +89,6 @@ class Row:
         }
 
 
-def _first_line(exc: BaseException) -> str:
-    text = " ".join(str(exc).split())[:300]
-    return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
-
-
 # -- keisei strategies -------------------------------------------------------------------
 def _keisei_model(context: ProbeContext, strategy: str, options: PeerOptions) -> tuple[Any, str, dict[str, Any]]:
     """(compiled model or None, precision, facts), compiled once per run and model."""
@@ -104,16 +100,23 @@ def _keisei_model(context: ProbeContext, strategy: str, options: PeerOptions) ->
 
 
 def _compile(context: ProbeContext, strategy: str, options: PeerOptions) -> tuple[Any, str, dict[str, Any]]:
-    from keisei_core.plugin import CompileFailedError, compile_model, get_host
+    from keisei_core.plugin import (
+        CompileFailedError,
+        UnknownNameError,
+        compile_model,
+        get_host,
+        resolve_strategy,
+    )
 
-    precision = "int8" if "int8" in strategy.split("+") else "float32"
     host = get_host()
-    missing = [part.strip() for part in strategy.split("+") if part.strip() not in host.strategies]
-    if missing:
-        return None, precision, {"status": "skipped", "reason": f"strategy {missing[0]!r} is not installed"}
+    try:
+        composition = resolve_strategy(strategy, host)  # parsed once, then handed to compile_model
+    except UnknownNameError as exc:  # a part not installed: a skipped row, with the closest names
+        return None, "-", {"status": "skipped", "reason": one_line(exc, with_type=False)}
+    precision = composition.precision or "float32"
     try:
         model, report = compile_model(
-            context.eager_model, strategy, example_obs=context.observations(max(options.validation_batch_sizes)),
+            context.eager_model, composition, example_obs=context.observations(max(options.validation_batch_sizes)),
             fallback=False, training=False, batch_sizes=tuple(options.validation_batch_sizes), host=host,
             seed=context.seed,
         )
@@ -121,7 +124,7 @@ def _compile(context: ProbeContext, strategy: str, options: PeerOptions) -> tupl
         report = exc.report
         return None, report.precision or precision, {"status": "failed", "reason": report.reason}
     except Exception as exc:
-        return None, precision, {"status": "failed", "reason": _first_line(exc)}
+        return None, precision, {"status": "failed", "reason": one_line(exc, limit=300)}
     if report.status != "compiled":
         return None, report.precision or precision, {"status": report.status, "reason": report.reason}
     if precision != "int8":
@@ -152,7 +155,9 @@ def _onnx_bytes(context: ProbeContext) -> bytes:
     cache = context.run_cache.setdefault(CACHE_KEY, {}).setdefault("onnx", {})
     key = (context.model_name, repr(sorted(context.model_options.items())))
     if key not in cache:
-        from keisei_plugin_onnxruntime.export import EXPORT_BATCH, export_to_onnx
+        from keisei_plugin_onnxruntime.export import export_to_onnx
+
+        from keisei_core.plugin import EXPORT_BATCH
 
         model = copy.deepcopy(context.eager_model).eval()
         data, _opset = export_to_onnx(model, context.observations(EXPORT_BATCH), context.model_name)
@@ -255,7 +260,7 @@ def _peer_row(context: ProbeContext, peer: str, obs: Any) -> Row:
     except ImportError as exc:
         row.status, row.reason = "skipped", f"{exc.name or 'a module'} is not installed"
     except Exception as exc:
-        row.status, row.reason = "failed", _first_line(exc)
+        row.status, row.reason = "failed", one_line(exc, limit=300)
     return row
 
 
@@ -280,7 +285,7 @@ def _check_against(row: Row, reference: tuple[Any, Any]) -> None:
             raise ValueError("non-finite outputs")
         row.max_abs_diff = diff
     except Exception as exc:
-        row.status, row.reason, row.forward = "failed", f"first call: {_first_line(exc)}", None
+        row.status, row.reason, row.forward = "failed", f"first call: {one_line(exc, limit=300)}", None
 
 
 def build_rows(context: ProbeContext, options: PeerOptions) -> list[Row]:

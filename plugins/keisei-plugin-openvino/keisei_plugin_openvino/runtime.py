@@ -20,7 +20,6 @@ bf16 (AVX512_BF16 or AMX), whatever the model's dtype. ``openvino`` therefore se
 from __future__ import annotations
 
 import copy
-import itertools
 import time
 from typing import Any
 
@@ -28,9 +27,15 @@ import attrs
 import torch
 from torch import nn
 
-from keisei_core.plugin import ForwardWrapper, StrategyContext, weights_hash
+from keisei_core.plugin import (
+    ForwardWrapper,
+    StrategyContext,
+    check_eval_mode,
+    check_exported_input,
+    weights_fingerprint,
+    weights_hash,
+)
 from keisei_plugin_openvino.convert import (
-    EXPORT_BATCH,
     IrPaths,
     convert_timed,
     ir_key,
@@ -40,12 +45,7 @@ from keisei_plugin_openvino.convert import (
 )
 from keisei_plugin_openvino.errors import InferenceOnlyError, OpenVinoInputError
 
-Fingerprint = tuple[tuple[int, int], ...]
-
-
-def weights_fingerprint(model: nn.Module) -> Fingerprint:
-    """Cheap identity of the current weights: (storage pointer, in-place version) per tensor."""
-    return tuple((t.data_ptr(), t._version) for t in itertools.chain(model.parameters(), model.buffers()))
+Fingerprint = tuple[tuple[int, int], ...]  # what keisei_core's weights_fingerprint returns
 
 
 def compile_config(precision_hint: str, threads: int) -> dict[str, str]:
@@ -150,19 +150,6 @@ class OpenVinoRunner:
             return
         self.ensure(module)  # new weights (or an unpickled copy): their own IR
 
-    def check_input(self, obs: Any) -> None:
-        if not isinstance(obs, torch.Tensor):
-            raise OpenVinoInputError(f"observations must be a torch.Tensor, got {type(obs).__name__}")
-        if obs.device.type != "cpu" or obs.dtype != torch.float32:
-            raise OpenVinoInputError(
-                f"the openvino model takes float32 CPU observations, got {obs.dtype} on {obs.device}"
-            )
-        if obs.dim() != 4 or tuple(obs.shape[1:]) != self.observation or obs.shape[0] < 1:
-            raise OpenVinoInputError(
-                f"observations must have shape (B >= 1, {', '.join(map(str, self.observation))}), "
-                f"got {tuple(obs.shape)}"
-            )
-
     def run(self, obs: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         array = obs.detach().contiguous().numpy()
         # share_outputs=False: the request reuses its output buffers on the next call.
@@ -195,29 +182,9 @@ def openvino_forward(
 ) -> Any:
     if runner.exporting:  # torch.export is tracing the eager forward underneath
         return inner(obs, *args, **kwargs)
-    if module.training:
-        raise InferenceOnlyError(
-            f"{type(module).__name__} compiled with '{runner.strategy}' is inference-only: it runs "
-            "a converted eval-mode graph, so train mode (batch statistics, gradients) cannot be "
-            "honoured; call .eval(), or train the eager model"
-        )
+    check_eval_mode(module, runner.strategy, error=InferenceOnlyError)
     if args or kwargs:
         raise OpenVinoInputError(f"a '{runner.strategy}' model takes the observations only")
-    runner.check_input(obs)
+    check_exported_input(obs, runner.observation, runtime="openvino model", error=OpenVinoInputError)
     runner.check_weights(module)
     return runner.run(obs)
-
-
-def export_example(example: torch.Tensor | None, observation: tuple[int, int, int]) -> torch.Tensor:
-    """A batch-2 float32 example: the context's observations, or synthetic positions."""
-    from keisei_core.plugin import make_observations
-
-    if example is None:
-        channels, board, width = observation
-        if board != width:
-            raise OpenVinoInputError(f"cannot synthesise observations for a {board}x{width} board")
-        return make_observations(EXPORT_BATCH, channels, board)
-    example = example.detach().to(device="cpu", dtype=torch.float32)
-    if example.shape[0] >= EXPORT_BATCH:
-        return example[:EXPORT_BATCH].contiguous()
-    return example[:1].repeat(EXPORT_BATCH, 1, 1, 1)

@@ -16,40 +16,26 @@ import functools
 import torch
 from torch import nn
 
-from keisei_core.plugin import StrategyContext, add_forward_wrapper, forward_wrappers, model_shapes
+from keisei_core.plugin import (
+    StrategyContext,
+    add_forward_wrapper,
+    check_exported_cell,
+    export_example,
+    exported_observation_shape,
+    forward_wrappers,
+)
 from keisei_plugin_openvino.convert import CONVERTER, openvino_version
 from keisei_plugin_openvino.errors import InferenceOnlyError, OpenVinoStrategyError
-from keisei_plugin_openvino.runtime import OpenVinoRunner, export_example, openvino_forward
+from keisei_plugin_openvino.runtime import OpenVinoRunner, openvino_forward
 
 PRECISION_HINTS = {"openvino": "f32", "openvino-bf16": "bf16"}
 
 
 def _check_cell(strategy: str, model: nn.Module, context: StrategyContext) -> None:
-    if context.training:
-        raise InferenceOnlyError(
-            f"strategy '{strategy}' is inference-only (a converted eval-mode graph without "
-            "autograd); use it for rollouts and evaluation, not training"
-        )
-    if context.device != "cpu":
-        raise OpenVinoStrategyError(f"strategy '{strategy}' runs on cpu only, not {context.device}")
-    if context.dtype != "float32":
-        raise OpenVinoStrategyError(f"strategy '{strategy}' takes float32 models only, not {context.dtype}")
-    for name, tensor in model.state_dict().items():
-        if tensor.is_floating_point() and (tensor.dtype != torch.float32 or tensor.device.type != "cpu"):
-            raise OpenVinoStrategyError(
-                f"strategy '{strategy}' needs float32 CPU weights; {name} is {tensor.dtype} on {tensor.device}"
-            )
-
-
-def _observation_shape(model: nn.Module, example: torch.Tensor | None) -> tuple[int, int, int]:
-    if example is not None:
-        if example.dim() != 4:
-            raise OpenVinoStrategyError(
-                f"example observations must be 4-D (B, C, H, W), got shape {tuple(example.shape)}"
-            )
-        c, h, w = (int(s) for s in example.shape[1:])
-        return c, h, w
-    return model_shapes(model).observation
+    check_exported_cell(
+        strategy, model, context, error=OpenVinoStrategyError, inference_error=InferenceOnlyError,
+        graph="a converted OpenVINO model",
+    )
 
 
 def apply_openvino(model: nn.Module, context: StrategyContext, *, strategy: str = "openvino") -> nn.Module:
@@ -59,10 +45,10 @@ def apply_openvino(model: nn.Module, context: StrategyContext, *, strategy: str 
         raise OpenVinoStrategyError(f"unknown openvino strategy {strategy!r}; one of {sorted(PRECISION_HINTS)}")
     _check_cell(strategy, model, context)
     model.eval()
-    shape = _observation_shape(model, context.example_obs)
+    shape = exported_observation_shape(model, context.example_obs, error=OpenVinoStrategyError)
     runner = OpenVinoRunner(
         context, strategy, hint, shape, forward_wrappers(model),
-        export_example(context.example_obs, shape), torch.get_num_threads(),
+        export_example(context.example_obs, shape, error=OpenVinoStrategyError), torch.get_num_threads(),
     )
     runner.ensure(model)
     add_forward_wrapper(model, functools.partial(openvino_forward, runner=runner))

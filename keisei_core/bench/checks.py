@@ -1,8 +1,13 @@
-"""Checks that need the plugin registries: names exist, model options are valid, models
-fit in memory, probe option tables fit their probes."""
+"""Checks of a bench config that need the plugin registries: names exist, compositions
+keep the composition rules, model options are valid, models fit in memory, probe option
+tables fit their probes.
+
+Here, in the bench layer, because they reach the plugin host, the models and the compile
+layer's composition parser; the config layer below reads and types the file only."""
 
 from __future__ import annotations
 
+from keisei_core.compile.composition import AUTO, parse_composition
 from keisei_core.config.converter import structure
 from keisei_core.config.experiment import ExperimentConfig
 from keisei_core.errors import ConfigError
@@ -33,10 +38,9 @@ def check_names(config: ExperimentConfig, host: PluginHost, where: str) -> None:
         options = resolve_options(spec, entry.options, where=f"{where}: models[{index}].options")
         check_model_size(spec, options, f"{where}: models[{index}]")
     for name in config.strategies:
-        if name.strip() == "auto":  # compile_model's tuner, not a registered strategy
+        if name.strip() == AUTO:  # compile_model's tuner, not a registered strategy
             continue
-        for part in name.split("+"):
-            host.strategies.get(part.strip())
+        parse_composition(name, host.strategies)
     for name in config.probes:
         host.probes.get(name)
     check_probe_options(config, host, where)

@@ -1,4 +1,7 @@
-"""The environment manifest stored with every results file: what produced these numbers."""
+"""The environment manifest stored with every results file and tuning decision: what
+produced these numbers (CPU, threads, load, versions, git commit, plugins).
+
+Below the compile and bench layers, which both record it; no torch at import time."""
 
 from __future__ import annotations
 
@@ -6,11 +9,17 @@ import os
 import platform
 import subprocess
 import sys
+from collections.abc import Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
-if TYPE_CHECKING:
-    from keisei_core.plugins import PluginHost
+
+class PluginHost(Protocol):
+    """What the manifest reads of a plugin host (its load records); structural, so this
+    module needs nothing of the plugin layer."""
+
+    @property
+    def records(self) -> Sequence[Any]: ...
 
 
 def cpu_model() -> str:
