@@ -342,7 +342,10 @@ def test_compile_model_validates_both_precisions_and_the_bf16_hint_is_used() -> 
     with torch.no_grad():
         exact = (compiled(obs)[0] - eager(obs)[0]).abs().max()
         rounded = (compiled_bf16(obs)[0] - eager(obs)[0]).abs().max()
-    assert exact < 1e-5 < rounded  # bf16 really computes in bf16, f32 really in f32
+    if native_bf16:
+        assert exact < 1e-5 < rounded  # bf16 really computes in bf16, f32 really in f32
+    else:
+        assert exact < 1e-5 and rounded < 1e-5  # the hint is ignored: both compute in f32
 
 
 @pytest.mark.slow
