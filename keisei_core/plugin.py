@@ -121,13 +121,13 @@ if TYPE_CHECKING:  # the lazy names, typed for mypy and editors
     from keisei_core.bench.shards import (
         config_fingerprint as config_fingerprint,
     )
-    from keisei_core.bench.stats import (
+    from keisei_core.stats import (
         Statistics as Statistics,
     )
-    from keisei_core.bench.stats import (
+    from keisei_core.stats import (
         quantile as quantile,
     )
-    from keisei_core.bench.stats import (
+    from keisei_core.stats import (
         summarize as summarize,
     )
     from keisei_core.bench.strategies import (
@@ -139,14 +139,20 @@ if TYPE_CHECKING:  # the lazy names, typed for mypy and editors
     from keisei_core.bench.table import (
         format_number as format_number,
     )
-    from keisei_core.bench.timing import (
+    from keisei_core.timing import (
         MIN_BLOCK_SECONDS as MIN_BLOCK_SECONDS,
     )
-    from keisei_core.bench.timing import (
+    from keisei_core.timing import (
         measure as measure,
     )
-    from keisei_core.bench.timing import (
+    from keisei_core.timing import (
         measure_interleaved as measure_interleaved,
+    )
+    from keisei_core.timing import (
+        paired_ratio as paired_ratio,
+    )
+    from keisei_core.timing import (
+        time_calls as time_calls,
     )
     from keisei_core.bench.workloads import (
         LEARNING_RATE as LEARNING_RATE,
@@ -281,7 +287,7 @@ _LAZY: dict[str, str] = {
     "ProbeResult": "keisei_core.bench.probe_api",
     "ProbeUnsupported": "keisei_core.bench.probe_api",
     "RolloutBatch": "keisei_core.bench.probe_api",
-    "Statistics": "keisei_core.bench.stats",
+    "Statistics": "keisei_core.stats",
     "BenchSettings": "keisei_core.config.experiment",
     # models
     "ActorCriticMixin": "keisei_core.actor_critic",
@@ -305,10 +311,12 @@ _LAZY: dict[str, str] = {
     "build_atomically": "keisei_core.compile.artifacts",
     "resolve_strategy": "keisei_core.compile",
     # probes and measurement
-    "measure": "keisei_core.bench.timing",
-    "measure_interleaved": "keisei_core.bench.timing",
-    "MIN_BLOCK_SECONDS": "keisei_core.bench.timing",
-    "summarize": "keisei_core.bench.stats",
+    "measure": "keisei_core.timing",
+    "measure_interleaved": "keisei_core.timing",
+    "MIN_BLOCK_SECONDS": "keisei_core.timing",
+    "paired_ratio": "keisei_core.timing",
+    "time_calls": "keisei_core.timing",
+    "summarize": "keisei_core.stats",
     "act_call": "keisei_core.bench.workloads",
     "ppo_loss": "keisei_core.bench.workloads",
     "ppo_step": "keisei_core.bench.workloads",
@@ -358,7 +366,7 @@ _LAZY: dict[str, str] = {
     "compile_model": "keisei_core.compile",
     "CompileFailedError": "keisei_core.compile",
     "get_host": "keisei_core.plugins",
-    "quantile": "keisei_core.bench.stats",
+    "quantile": "keisei_core.stats",
 }
 
 # A public name that differs from the name in its module.

@@ -1,4 +1,5 @@
-"""Measurements that need a fresh process: peak resident memory and cold/warm compile time.
+"""Work that needs a fresh process: peak resident memory, cold/warm compile time, and whole
+groups of cells for the child-process executor (:mod:`keisei_core.bench.executors`).
 
 The parent sends a JSON task on stdin (``python -m keisei_core.bench.child``); the child
 loads the same plugins, rebuilds the cell's model from its registered name and options,
@@ -179,6 +180,10 @@ def apply_cell_strategy(context: Any, host: Any) -> tuple[Any, Any]:
 
 
 def _measure(task: Mapping[str, Any]) -> dict[str, Any]:
+    if task["kind"] == "group":  # a whole group of cells (the child-process executor)
+        from keisei_core.bench.executors import run_group_task
+
+        return run_group_task(task)
     baseline = peak_rss_bytes()
     import torch
 

@@ -53,7 +53,7 @@ import attrs
 
 from keisei_core.atomic_files import write_json_atomic
 from keisei_core.bench.probe_api import ProbeResult
-from keisei_core.bench.stats import Statistics
+from keisei_core.stats import Statistics
 from keisei_core.errors import KeiseiError
 
 SCHEMA = "keisei.bench.results"
