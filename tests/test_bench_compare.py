@@ -23,8 +23,8 @@ from keisei_core.bench.compare import (
 )
 from keisei_core.bench.probe_api import ProbeResult
 from keisei_core.bench.results import CellRecord, Results, load_results
-from keisei_core.stats import summarize
 from keisei_core.cli.main import main
+from keisei_core.stats import summarize
 
 
 def _cell(probe: str, median: float, *, spread: float = 0.02, higher: bool = True, n: int = 30,

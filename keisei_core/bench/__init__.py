@@ -10,8 +10,8 @@ from __future__ import annotations
 
 from keisei_core.bench.executors import ChildProcessExecutor, Executor, GroupJob, InProcessExecutor
 from keisei_core.bench.pipeline import PlotsReporter, Reporter, TableReporter, WandbReporter, run
-from keisei_core.bench.progress import ProgressReporter
 from keisei_core.bench.probe_api import ProbeContext, ProbeResult, ProbeUnsupported, RolloutBatch
+from keisei_core.bench.progress import ProgressReporter
 from keisei_core.stats import Statistics, summarize
 
 __all__ = [

@@ -57,7 +57,6 @@ if TYPE_CHECKING:
     from torch import nn
 
     from keisei_core.bench.executors import Executor, GroupJob
-
     from keisei_core.plugins import PluginHost
 
 

@@ -58,8 +58,8 @@ from typing import TYPE_CHECKING, Any
 
 import attrs
 
-from keisei_core.stats import Statistics
 from keisei_core.config.experiment import BenchSettings
+from keisei_core.stats import Statistics
 
 if TYPE_CHECKING:
     import torch

@@ -53,8 +53,8 @@ import attrs
 
 from keisei_core.atomic_files import write_json_atomic
 from keisei_core.bench.probe_api import ProbeResult
-from keisei_core.stats import Statistics
 from keisei_core.errors import KeiseiError
+from keisei_core.stats import Statistics
 
 SCHEMA = "keisei.bench.results"
 SCHEMA_VERSION = 1
