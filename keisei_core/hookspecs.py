@@ -12,7 +12,7 @@ from typing import Any
 import pluggy
 
 PROJECT_NAME = "keisei"
-API_VERSION = "1.0"
+API_VERSION = "1.1"
 """The plugin API version (``MAJOR.MINOR``): these hooks and :mod:`keisei_core.plugin`."""
 ENTRY_POINT_GROUP = "keisei"
 

@@ -109,7 +109,19 @@ def run_child(
                 raise ChildError(f"child measurement ({module}) failed: {result['error']}")
             return result
     tail = " | ".join(proc.stderr.strip().splitlines()[-3:])
-    raise ChildError(f"child measurement ({module}) exited with status {proc.returncode} and no result: {tail}")
+    how = f"exited with status {proc.returncode}"
+    if proc.returncode < 0:  # killed: SIGKILL is what the kernel's out-of-memory killer sends
+        how = f"was killed by {_signal_name(-proc.returncode)} (status {proc.returncode})"
+    raise ChildError(f"child measurement ({module}) {how} and no result" + (f": {tail}" if tail else ""))
+
+
+def _signal_name(number: int) -> str:
+    import signal
+
+    try:
+        return signal.Signals(number).name
+    except ValueError:
+        return f"signal {number}"
 
 
 def child_main(measure: Callable[[dict[str, Any]], dict[str, Any]]) -> int:
