@@ -222,7 +222,8 @@ class BenchEngine:
                 results.run["signal"] = "SIGTERM" if termination["received"] else "SIGINT"
                 print(
                     f"\nkeisei: {'terminated (SIGTERM)' if termination['received'] else 'interrupted'}; "
-                    f"{len(results.cells)} finished cells kept in {self.results_path}",
+                    f"{len(results.cells)} finished cells kept"
+                    + (f" in {results.path}" if results.path is not None else ""),
                     file=sys.stderr,
                 )
             except BaseException:
