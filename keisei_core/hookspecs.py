@@ -12,8 +12,14 @@ from typing import Any
 import pluggy
 
 PROJECT_NAME = "keisei"
-API_VERSION = "1.1"
-"""The plugin API version (``MAJOR.MINOR``): these hooks and :mod:`keisei_core.plugin`."""
+API_VERSION = "1.2"
+"""The plugin API version (``MAJOR.MINOR``): these hooks and :mod:`keisei_core.plugin`.
+
+1.1 added ``SEFunction`` (the parameter-free SE unit that blocks owning their SE weights call)
+and ``StrategySpec.train_only``; 1.2 added the benchmark pipeline for runners (``run_bench``,
+``Executor``, ``GroupJob``, ``Reporter``, ``TableReporter``) and the timing helpers
+``paired_ratio`` and ``time_calls``, and dropped the engine internals 1.0 listed as
+provisional for runners (``BenchEngine``, ``check_support``, ``now_iso``, ...)."""
 ENTRY_POINT_GROUP = "keisei"
 
 hookspec = pluggy.HookspecMarker(PROJECT_NAME)

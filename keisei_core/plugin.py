@@ -4,7 +4,7 @@ A plugin imports only this module::
 
     from keisei_core.plugin import ModelSpec, ModelRegister, hookimpl
 
-    KEISEI_PLUGIN_API = "1.0"   # the API version this plugin was written against
+    KEISEI_PLUGIN_API = "1.2"   # the API version this plugin was written against
 
     @hookimpl
     def keisei_register_models(register: ModelRegister) -> None:
@@ -200,6 +200,9 @@ if TYPE_CHECKING:  # the lazy names, typed for mypy and editors
         resolve_options as resolve_options,
     )
     from keisei_core.nn.se import (
+        SEFunction as SEFunction,
+    )
+    from keisei_core.nn.se import (
         SEUnit as SEUnit,
     )
     from keisei_core.nn.se import (
@@ -280,6 +283,7 @@ _LAZY: dict[str, str] = {
     # models
     "ActorCriticMixin": "keisei_core.actor_critic",
     "SEUnit": "keisei_core.nn.se",
+    "SEFunction": "keisei_core.nn.se",
     "SqueezeExcitation": "keisei_core.nn.se",
     "SqueezeExcitationFiLM": "keisei_core.nn.se",
     "se_hidden_width": "keisei_core.nn.se",

@@ -153,6 +153,10 @@ class StrategySpec:
     ``compile_model`` checks that it does. Strategies that leave this False must follow
     in-place changes too (checked the same way); training strategies are checked after
     one optimizer step.
+
+    ``train_only``: the strategy changes only the training computation (activation
+    checkpointing: eval mode runs the same code as eager), so ``auto``, which tunes
+    acting, skips it instead of validating and timing a copy of eager.
     """
 
     name: str = attrs.field(validator=_valid_name("strategy"))
@@ -173,6 +177,7 @@ class StrategySpec:
         default=None, validator=attrs.validators.optional(attrs.validators.in_(sorted(PRECISIONS)))
     )
     frozen_weights: bool = False
+    train_only: bool = False
 
 
 @attrs.frozen

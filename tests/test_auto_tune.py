@@ -27,6 +27,7 @@ from keisei_core.compile.auto import (
     Choice,
     choose,
     dispatching_model,
+    single_candidates,
     tune,
 )
 from keisei_core.observations import make_legal_masks, make_observations
@@ -280,3 +281,48 @@ def test_the_tuned_model_computes_what_eager_computes(tuned: Any, batch: int, se
         want = model.evaluate_actions(obs, masks.float().argmax(-1), masks)
     for a, b in zip(got, want, strict=True):
         torch.testing.assert_close(a, b)
+
+
+TRAIN_ONLY_PLUGIN = '''
+from keisei_core import StrategySpec, hookimpl
+
+
+def same(model, context):
+    return model
+
+
+@hookimpl
+def keisei_register_compile_strategies(register):
+    register(StrategySpec("train-trick", same, kind="transform", train_only=True))
+    register(StrategySpec("plain-trick", same, kind="transform"))
+    register(StrategySpec("half-trick", same, kind="transform", precision="bfloat16"))
+'''
+
+
+def test_train_only_strategies_are_skipped_with_the_reason(tmp_path: Path) -> None:
+    """auto tunes acting: a strategy that changes only training runs eager's code there."""
+    (tmp_path / "train_only_plugin.py").write_text(textwrap.dedent(TRAIN_ONLY_PLUGIN))
+    runnable, skipped = single_candidates(_host(tmp_path / "train_only_plugin.py"), "cpu", "float32")
+    assert "plain-trick" in [spec.name for spec in runnable]
+    assert "train-trick" not in [spec.name for spec in runnable]
+    (train_trick,) = [c for c in skipped if c.strategy == "train-trick"]
+    assert train_trick.status == "skipped" and "train_only" in train_trick.reason
+
+
+@pytest.mark.parametrize("native", [False, True])
+def test_emulated_precisions_are_skipped_where_the_cpu_lacks_them(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, native: bool
+) -> None:
+    """On a CPU without native bf16 (AVX2 only) oneDNN emulates it, 33x slower: auto skips
+    bf16 candidates there with the reason, and tries them where bf16 is native."""
+    from keisei_core.compile import hardware
+
+    monkeypatch.setitem(hardware.NATIVE_ON_CPU, "bfloat16", lambda: native)
+    (tmp_path / "train_only_plugin.py").write_text(textwrap.dedent(TRAIN_ONLY_PLUGIN))
+    runnable, skipped = single_candidates(_host(tmp_path / "train_only_plugin.py"), "cpu", "float32")
+    names = [spec.name for spec in runnable]
+    if native:
+        assert "half-trick" in names
+    else:
+        (half,) = [c for c in skipped if c.strategy == "half-trick"]
+        assert "half-trick" not in names and "no native bfloat16" in (half.reason or "")

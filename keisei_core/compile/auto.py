@@ -54,6 +54,7 @@ import torch
 from torch import nn
 
 from keisei_core.compile.composition import AUTO, CompositionError, build_composition
+from keisei_core.compile.hardware import native_precision_problem
 from keisei_core.compile.report import CompileReport, SpeedCheck
 from keisei_core.compile.wrapping import add_forward_wrapper
 from keisei_core.errors import InputError, KeiseiError
@@ -169,6 +170,10 @@ def single_candidates(host: Any, device: str, dtype: str) -> tuple[list[Strategy
         if spec.name in (BASELINE, AUTO):
             continue
         reason = _supported([spec], device, dtype)
+        if reason is None and spec.train_only:
+            reason = "changes only training (train_only); auto tunes acting, where it runs eager's code"
+        if reason is None:
+            reason = native_precision_problem(device, spec.precision)
         if reason is None:
             runnable.append(spec)
         else:

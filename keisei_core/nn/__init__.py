@@ -1,5 +1,11 @@
 """Reference building blocks shared by model plugins and operator plugins."""
 
-from keisei_core.nn.se import SEUnit, SqueezeExcitation, SqueezeExcitationFiLM, se_hidden_width
+from keisei_core.nn.se import (
+    SEFunction,
+    SEUnit,
+    SqueezeExcitation,
+    SqueezeExcitationFiLM,
+    se_hidden_width,
+)
 
-__all__ = ["SEUnit", "SqueezeExcitation", "SqueezeExcitationFiLM", "se_hidden_width"]
+__all__ = ["SEFunction", "SEUnit", "SqueezeExcitation", "SqueezeExcitationFiLM", "se_hidden_width"]

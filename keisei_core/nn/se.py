@@ -19,6 +19,11 @@ Parameter layout (state_dict keys ``fc1.weight``, ``fc1.bias``, ``fc2.weight``, 
   and ``C..2C-1`` the shift ``b``.
 
 ``hidden = max(1, int(C * se_ratio))`` as in Keisei (64 for C=256, ratio 0.25).
+
+Networks whose SE weights belong to the block itself (Keisei 2026 names them
+``se_fc1``/``se_fc2``, two ``Linear`` layers of the block) keep their state_dict keys by
+calling a parameter-free :class:`SEFunction` with those weights: it registers no
+parameters, so the keys stay the block's, and operator plugins swap it like an SE unit.
 """
 
 from __future__ import annotations
@@ -77,3 +82,36 @@ class SqueezeExcitationFiLM(SEUnit):
     def forward(self, y: torch.Tensor, residual: torch.Tensor) -> torch.Tensor:
         gate_logits, shift = self.excitation(y).chunk(2, dim=1)
         return torch.relu(y * torch.sigmoid(gate_logits) + shift + residual)
+
+
+class SEFunction(nn.Module):
+    """The SE unit's math with the weights passed in: ``forward(y, residual, w1, b1, w2, b2)``.
+
+    ``w1`` is ``(hidden, C)`` and ``w2`` ``(C, hidden)`` (``(2C, hidden)`` for FiLM), the
+    layout of ``nn.Linear`` weights and of flattened 1x1 convolution weights; the biases
+    may be None. It owns no parameters: a block keeps its own ``Linear`` layers (and so its
+    state_dict keys) and calls ``self.se(y, x, self.se_fc1.weight, self.se_fc1.bias, ...)``.
+    Operator plugins recognise it by this class and ``film``, as they do :class:`SEUnit`.
+    """
+
+    def __init__(self, film: bool) -> None:
+        super().__init__()
+        self.film = film
+
+    def forward(
+        self,
+        y: torch.Tensor,
+        residual: torch.Tensor,
+        w1: torch.Tensor,
+        b1: torch.Tensor | None,
+        w2: torch.Tensor,
+        b2: torch.Tensor | None,
+    ) -> torch.Tensor:
+        excited = nn.functional.linear(torch.relu(nn.functional.linear(y.mean(dim=(2, 3)), w1, b1)), w2, b2)
+        if self.film:
+            gate_logits, shift = excited.chunk(2, dim=1)
+            return torch.relu(y * torch.sigmoid(gate_logits)[:, :, None, None] + shift[:, :, None, None] + residual)
+        return torch.relu(y * torch.sigmoid(excited)[:, :, None, None] + residual)
+
+    def extra_repr(self) -> str:
+        return f"film={self.film}"

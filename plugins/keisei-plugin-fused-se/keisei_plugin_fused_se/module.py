@@ -1,9 +1,11 @@
-"""The fused SE module and the swap that puts it into any model.
+"""The fused SE modules and the swap that puts them into any model.
 
 :class:`FusedSEUnit` takes over the ``fc1``/``fc2`` convolutions of a
 :class:`keisei_core.nn.SEUnit` (the same Parameter objects, so the model's state_dict
 keys and values do not change) and computes the whole unit with one
-``keisei_fused_se::se_unit`` call.
+``keisei_fused_se::se_unit`` call. :class:`FusedSEFunction` replaces a parameter-free
+:class:`keisei_core.nn.SEFunction` (blocks that own their SE weights, as Keisei 2026's
+``se_fc1``/``se_fc2`` ``Linear`` layers): it has no parameters either, so nothing moves.
 """
 
 from __future__ import annotations
@@ -11,7 +13,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor, nn
 
-from keisei_core.plugin import SEUnit, SqueezeExcitation, SqueezeExcitationFiLM
+from keisei_core.plugin import SEFunction, SEUnit, SqueezeExcitation, SqueezeExcitationFiLM
 from keisei_plugin_fused_se.ops import se_unit
 
 # Units whose forward is exactly the math of the fused op. A subclass that overrides
@@ -34,7 +36,11 @@ def _is_pointwise_conv(conv: nn.Module, in_channels: int, out_channels: int) -> 
 
 
 def unfusable_reason(unit: nn.Module) -> str | None:
-    """Why ``unit`` cannot be swapped for :class:`FusedSEUnit` (None when it can)."""
+    """Why ``unit`` cannot be swapped for a fused module (None when it can)."""
+    if isinstance(unit, SEFunction):
+        if type(unit).forward is not SEFunction.forward:
+            return f"{type(unit).__name__} overrides the SE math"
+        return None
     if not isinstance(unit, SEUnit):
         return f"{type(unit).__name__} is not an SEUnit"
     if type(unit).forward not in _KNOWN_FORWARDS or type(unit).excitation is not SEUnit.excitation:
@@ -78,19 +84,34 @@ class FusedSEUnit(SEUnit):
 
     def forward(self, y: Tensor, residual: Tensor) -> Tensor:
         fc1, fc2 = self.fc1, self.fc2
-        w1, w2 = fc1.weight.flatten(1), fc2.weight.flatten(1)
-        b1 = fc1.bias if fc1.bias is not None else torch.zeros_like(w1[:, 0])
-        b2 = fc2.bias if fc2.bias is not None else torch.zeros_like(w2[:, 0])
-        if y.device.type == "cpu" and (
-            not torch.compiler.is_compiling() or not _records_autograd(y, residual, w1, b1, w2, b2)
-        ):
-            # On CPU, call the C++ kernel's op directly: its autograd formula is C++ too.
-            # The public op's Python dispatch costs about 20 us per call and its Python
-            # autograd formula about 200 us per training step, more than the kernels at
-            # batch 1. Graphs that are traced for training (torch.compile, torch.export)
-            # get the public op, whose autograd formula they can trace.
-            return torch.ops.keisei_fused_se.se_unit_cpu(y, residual, w1, b1, w2, b2, self.film)
-        return se_unit(y, residual, w1, b1, w2, b2, self.film)
+        return fused_se_call(y, residual, fc1.weight.flatten(1), fc1.bias, fc2.weight.flatten(1), fc2.bias, self.film)
+
+
+class FusedSEFunction(SEFunction):
+    """A :class:`keisei_core.nn.SEFunction` (weights passed per call) computed by the fused operator."""
+
+    def forward(
+        self, y: Tensor, residual: Tensor, w1: Tensor, b1: Tensor | None, w2: Tensor, b2: Tensor | None
+    ) -> Tensor:
+        return fused_se_call(y, residual, w1, b1, w2, b2, self.film)
+
+
+def fused_se_call(
+    y: Tensor, residual: Tensor, w1: Tensor, b1: Tensor | None, w2: Tensor, b2: Tensor | None, film: bool
+) -> Tensor:
+    """One fused SE unit: ``w1`` ``(hidden, C)``, ``w2`` ``(C or 2C, hidden)``; a missing bias is zero."""
+    b1 = b1 if b1 is not None else torch.zeros_like(w1[:, 0])
+    b2 = b2 if b2 is not None else torch.zeros_like(w2[:, 0])
+    if y.device.type == "cpu" and (
+        not torch.compiler.is_compiling() or not _records_autograd(y, residual, w1, b1, w2, b2)
+    ):
+        # On CPU, call the C++ kernel's op directly: its autograd formula is C++ too.
+        # The public op's Python dispatch costs about 20 us per call and its Python
+        # autograd formula about 200 us per training step, more than the kernels at
+        # batch 1. Graphs that are traced for training (torch.compile, torch.export)
+        # get the public op, whose autograd formula they can trace.
+        return torch.ops.keisei_fused_se.se_unit_cpu(y, residual, w1, b1, w2, b2, film)
+    return se_unit(y, residual, w1, b1, w2, b2, film)
 
 
 def _records_autograd(*tensors: Tensor) -> bool:
@@ -99,18 +120,21 @@ def _records_autograd(*tensors: Tensor) -> bool:
 
 
 def fuse_se_units(model: nn.Module) -> tuple[list[str], dict[str, str]]:
-    """Swap every fusable SE unit in ``model`` (in place) for a :class:`FusedSEUnit`.
+    """Swap every fusable SE unit in ``model`` (in place) for its fused module
+    (:class:`FusedSEUnit` for an SEUnit, :class:`FusedSEFunction` for an SEFunction).
 
     Returns the qualified names of the swapped units and, for SE units left as they
     were, the reason. A unit shared by several parents is swapped for one fused unit
     everywhere, so sharing (and the state_dict) is preserved.
     """
-    swapped: dict[int, FusedSEUnit] = {}
+    swapped: dict[int, nn.Module] = {}
     fused_names: list[str] = []
     skipped: dict[str, str] = {}
     for parent_name, parent in list(model.named_modules(remove_duplicate=False)):
         for child_name, child in list(parent._modules.items()):
-            if child is None or not isinstance(child, SEUnit) or isinstance(child, FusedSEUnit):
+            if child is None or not isinstance(child, (SEUnit, SEFunction)):
+                continue
+            if isinstance(child, (FusedSEUnit, FusedSEFunction)):
                 continue
             qualified = f"{parent_name}.{child_name}" if parent_name else child_name
             reason = unfusable_reason(child)
@@ -118,7 +142,16 @@ def fuse_se_units(model: nn.Module) -> tuple[list[str], dict[str, str]]:
                 skipped[qualified] = reason
                 continue
             if id(child) not in swapped:
-                swapped[id(child)] = FusedSEUnit.from_unit(child)
+                swapped[id(child)] = _fused_replacement(child)
                 fused_names.append(qualified)
             setattr(parent, child_name, swapped[id(child)])
     return fused_names, skipped
+
+
+def _fused_replacement(unit: nn.Module) -> nn.Module:
+    if isinstance(unit, SEFunction):
+        fused = FusedSEFunction(film=bool(unit.film))
+        fused.train(unit.training)
+        return fused
+    assert isinstance(unit, SEUnit)
+    return FusedSEUnit.from_unit(unit)

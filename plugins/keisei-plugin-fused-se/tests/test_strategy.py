@@ -9,11 +9,13 @@ import sys
 
 import pytest
 import torch
-from keisei_plugin_fused_se.module import FusedSEUnit, fuse_se_units
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from keisei_plugin_fused_se.module import FusedSEFunction, FusedSEUnit, fuse_se_units
 from torch import nn
 
 from keisei_core.actor_critic import ActorCriticMixin
-from keisei_core.nn.se import SEUnit, SqueezeExcitation, SqueezeExcitationFiLM
+from keisei_core.nn.se import SEFunction, SEUnit, SqueezeExcitation, SqueezeExcitationFiLM
 
 
 class ToyBlock(nn.Module):
@@ -194,3 +196,66 @@ def test_restower_small_with_fused_se() -> None:
     _, report = compile_model(model, "fused-se", batch_sizes=(2,))
     assert report.status == "compiled", report.reason
     assert report.notes["fused_se_units"] >= 1
+
+
+class OwnWeightsBlock(nn.Module):
+    """A block that owns its SE weights as Linear layers (Keisei 2026's layout) and calls a
+    parameter-free SEFunction with them."""
+
+    def __init__(self, width: int, hidden: int, film: bool, bias: bool) -> None:
+        super().__init__()
+        self.conv = nn.Conv2d(width, width, 3, padding=1, bias=False)
+        self.se_fc1 = nn.Linear(width, hidden, bias=bias)
+        self.se_fc2 = nn.Linear(hidden, width * (2 if film else 1), bias=bias)
+        self.se = SEFunction(film=film)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.se(self.conv(x), x, self.se_fc1.weight, self.se_fc1.bias, self.se_fc2.weight, self.se_fc2.bias)
+
+
+class ScaledSEFunction(SEFunction):
+    def forward(self, y: torch.Tensor, residual: torch.Tensor, *weights: torch.Tensor | None) -> torch.Tensor:  # type: ignore[override]
+        return 2 * super().forward(y, residual, *weights)  # type: ignore[arg-type]
+
+
+def test_se_function_swap_keeps_the_state_dict_and_leaves_other_math_alone() -> None:
+    model = nn.Sequential(OwnWeightsBlock(8, 3, film=True, bias=True), OwnWeightsBlock(8, 3, film=False, bias=False))
+    model.odd = ScaledSEFunction(film=False)
+    before = model.state_dict(keep_vars=True)
+    fused, skipped = fuse_se_units(model)
+    assert sorted(fused) == ["0.se", "1.se"]
+    assert skipped == {"odd": "ScaledSEFunction overrides the SE math"}
+    first, second = model[0].se, model[1].se
+    assert isinstance(first, FusedSEFunction) and isinstance(second, FusedSEFunction)
+    assert first.film and not second.film
+    after = model.state_dict(keep_vars=True)
+    assert list(after) == list(before) and all(after[k] is before[k] for k in before)
+    assert fuse_se_units(model)[0] == []  # idempotent
+
+
+@settings(max_examples=25, deadline=None)
+@given(
+    width=st.integers(1, 24),
+    hidden=st.integers(1, 9),
+    film=st.booleans(),
+    bias=st.booleans(),
+    batch=st.integers(1, 5),
+    board=st.integers(1, 9),
+    seed=st.integers(0, 2**16),
+)
+def test_fused_se_function_matches_eager_outputs_and_gradients(
+    width: int, hidden: int, film: bool, bias: bool, batch: int, board: int, seed: int
+) -> None:
+    torch.manual_seed(seed)
+    eager = OwnWeightsBlock(width, hidden, film, bias)
+    fused = copy.deepcopy(eager)
+    assert fuse_se_units(fused)[0] == ["se"]
+    x = torch.randn(batch, width, board, board)
+    out_e, out_f = eager(x), fused(x)
+    torch.testing.assert_close(out_f, out_e, atol=1e-5, rtol=1e-5)
+    out_e.square().mean().backward()
+    out_f.square().mean().backward()
+    grads_e = dict(eager.named_parameters())
+    for name, param in fused.named_parameters():
+        assert param.grad is not None, f"{name} got no gradient"
+        torch.testing.assert_close(param.grad, grads_e[name].grad, atol=1e-5, rtol=1e-4, msg=name)

@@ -25,7 +25,7 @@ from keisei_plugin_keisei2026.options import (
 if TYPE_CHECKING:
     from torch import nn
 
-KEISEI_PLUGIN_API = "1.0"  # the keisei plugin API (keisei_core.plugin) this plugin is written for
+KEISEI_PLUGIN_API = "1.1"  # the keisei plugin API (keisei_core.plugin) this plugin is written for
 
 UPSTREAM_COMMIT = "08747e10cde233d5c4e4244dbf01b8bfc5c19ccc"
 """The commit of tachyon-beep/keisei these networks and fixtures were checked against."""

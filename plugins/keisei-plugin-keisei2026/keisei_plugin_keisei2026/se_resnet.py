@@ -24,7 +24,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from keisei_core.plugin import WDL_SCORE_HEADS, ActorCriticMixin, scalar_value_from_wdl
+from keisei_core.plugin import WDL_SCORE_HEADS, ActorCriticMixin, SEFunction, scalar_value_from_wdl
 from keisei_plugin_keisei2026.options import SEResNetOptions
 from keisei_plugin_keisei2026.pooling import global_pool
 from keisei_plugin_keisei2026.spaces import spaces_for
@@ -52,13 +52,15 @@ class GlobalPoolFiLMBlock(nn.Module):
         )
         self.se_fc1 = nn.Linear(channels, se_hidden)
         self.se_fc2 = nn.Linear(se_hidden, 2 * channels)
+        # The SE-FiLM math, parameter-free: the weights stay the block's own (upstream's
+        # keys), and an operator plugin (fused-se) can swap this module for a fused kernel.
+        self.se = SEFunction(film=True)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         bias = self.global_fc(global_pool(x))
         h = torch.relu(self.bn1(self.conv1(x))) + bias[:, :, None, None]
         y = self.bn2(self.conv2(h))
-        gate, shift = self.se_fc2(torch.relu(self.se_fc1(y.mean(dim=(2, 3))))).chunk(2, dim=1)
-        return torch.relu(y * torch.sigmoid(gate)[:, :, None, None] + shift[:, :, None, None] + x)
+        return self.se(y, x, self.se_fc1.weight, self.se_fc1.bias, self.se_fc2.weight, self.se_fc2.bias)
 
 
 class SEResNet2026(ActorCriticMixin, nn.Module):

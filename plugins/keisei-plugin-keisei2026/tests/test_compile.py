@@ -56,21 +56,27 @@ def test_inductor_model_acts_like_eager_on_fresh_inputs(inductor_compiled: tuple
 @pytest.mark.parametrize("strategy", ["channels-last", "bf16"])
 def test_transforms_validate_every_head(build: Callable[..., Any], strategy: str) -> None:
     eager = build("keisei2026-se-resnet-tiny").eval()
-    # bf16's train-mode gradients of this 16-channel model sit at the bf16 bound: relative L2
-    # 0.38 at batch 2 and 0.368 at batch 33 (an off-bucket size validation adds) against 0.35,
-    # measured. The bound is for full-width towers; this tiny one gets 0.45 for gradients.
+    # bf16's train-mode gradients of this 16-channel model are noisy: relative L2 errors of
+    # 0.06-0.21 on seeds 0-2 (the fixture seeds 0: 0.207 at batch 3) and up to 0.58 on an
+    # unseeded draw, measured, against the bound 0.35 set for full-width towers. This tiny one
+    # gets 0.45 for gradients, with the weights fixed.
     tolerances = {"bfloat16": attrs.evolve(resolve_tolerance("bfloat16", None), grad_rtol=0.45)}
     _, report = compile_model(eager, strategy, batch_sizes=(4,), fallback=False, tolerances=tolerances)
     assert report.status == "compiled", report.reason
     assert {c.output for c in report.checks if c.method == "forward"} >= HEADS
 
 
-def test_fused_se_finds_no_unit_in_the_2026_block(build: Callable[..., Any]) -> None:
-    """The 2026 block's SE-FiLM is two Linear layers of the block itself (Keisei 2026's keys),
-    not a keisei_core.nn.SEUnit, so fused-se has nothing to swap: it compiles to the same
-    model and says so in its report (docs/models.md)."""
+@pytest.mark.parametrize("mode", ["eval", "train"])
+def test_fused_se_fuses_every_2026_block_and_keeps_upstream_keys(build: Callable[..., Any], mode: str) -> None:
+    """The 2026 block keeps its SE-FiLM weights as its own Linear layers (upstream's keys
+    ``blocks.N.se_fc1/se_fc2``) and calls a parameter-free SEFunction with them, which
+    fused-se swaps for the fused kernel: every block fused, the state_dict unchanged,
+    every head validated against eager (docs/models.md)."""
     pytest.importorskip("keisei_plugin_fused_se")
-    eager = build("keisei2026-se-resnet-tiny").eval()
-    _, report = compile_model(eager, "fused-se", batch_sizes=(2,))
+    eager = build("keisei2026-se-resnet-tiny").train(mode == "train")
+    keys = list(eager.state_dict())
+    compiled, report = compile_model(eager, "fused-se", batch_sizes=(2,), fallback=False)
     assert report.status == "compiled", report.reason
-    assert report.notes["fused_se_units"] == 0
+    assert report.notes["fused_se_units"] == len(eager.blocks)
+    assert list(compiled.state_dict()) == keys
+    assert {c.output for c in report.checks if c.method == "forward"} >= HEADS

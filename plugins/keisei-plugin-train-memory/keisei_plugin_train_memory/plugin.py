@@ -15,7 +15,7 @@ from keisei_core.plugin import ProbeSpec, StrategyContext, StrategySpec, hookimp
 if TYPE_CHECKING:
     from torch import nn
 
-KEISEI_PLUGIN_API = "1.0"  # the keisei plugin API (keisei_core.plugin) this plugin is written for
+KEISEI_PLUGIN_API = "1.1"  # the keisei plugin API (keisei_core.plugin) this plugin is written for
 
 
 def apply_activation_checkpointing(model: nn.Module, context: StrategyContext) -> nn.Module:
@@ -48,6 +48,7 @@ def keisei_register_compile_strategies(register: Callable[[StrategySpec], None])
             ),
             kind="transform",
             training=True,
+            train_only=True,  # eval mode runs the blocks as they are: nothing for auto to time
         )
     )
 
