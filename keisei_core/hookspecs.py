@@ -12,15 +12,18 @@ from typing import Any
 import pluggy
 
 PROJECT_NAME = "keisei"
-API_VERSION = "1.1"
+API_VERSION = "1.2"
 """The plugin API version (``MAJOR.MINOR``): these hooks and :mod:`keisei_core.plugin`.
 
 1.1 added ``SEFunction`` (the parameter-free SE unit that blocks owning their SE weights call)
-and ``StrategySpec.train_only``; the typed compile report (``CompileReport``, ``Failure``,
-``CompileStatus``, ``FailureKind``, ``Composition``, ``report_data``, ``report_from_data``)
-and the helpers of exported-graph runners (``check_exported_cell``, ``check_exported_input``,
+and ``StrategySpec.train_only``; 1.2 added the typed compile report (``CompileReport``, ``Failure``,
+``CompileStatus``, ``FailureKind``, ``Composition``, ``report_data``, ``report_from_data``),
+the helpers of exported-graph runners (``check_exported_cell``, ``check_exported_input``,
 ``check_eval_mode``, ``export_example``, ``exported_observation_shape``, ``weights_fingerprint``,
-``file_sha256``, ``verify_sidecar``, ``EXPORT_BATCH``)."""
+``file_sha256``, ``verify_sidecar``, ``EXPORT_BATCH``), the benchmark pipeline for runners
+(``run_bench``, ``Executor``, ``GroupJob``, ``Reporter``, ``TableReporter``) and the timing
+helpers ``paired_ratio`` and ``time_calls``, and dropped the engine internals 1.0 listed as
+provisional for runners (``BenchEngine``, ``check_support``, ``now_iso``, ...)."""
 ENTRY_POINT_GROUP = "keisei"
 
 hookspec = pluggy.HookspecMarker(PROJECT_NAME)

@@ -4,7 +4,7 @@ A plugin imports only this module::
 
     from keisei_core.plugin import ModelSpec, ModelRegister, hookimpl
 
-    KEISEI_PLUGIN_API = "1.1"   # the API version this plugin was written against
+    KEISEI_PLUGIN_API = "1.2"   # the API version this plugin was written against
 
     @hookimpl
     def keisei_register_models(register: ModelRegister) -> None:
@@ -86,11 +86,14 @@ if TYPE_CHECKING:  # the lazy names, typed for mypy and editors
     from keisei_core.bench.child import (
         run_child as run_child,
     )
-    from keisei_core.bench.engine import (
-        BenchEngine as BenchEngine,
+    from keisei_core.bench.executors import (
+        Executor as Executor,
     )
-    from keisei_core.bench.engine import (
-        now_iso as now_iso,
+    from keisei_core.bench.executors import (
+        GroupJob as GroupJob,
+    )
+    from keisei_core.bench.pipeline import (
+        TableReporter as TableReporter,
     )
     from keisei_core.bench.probe_api import (
         ProbeContext as ProbeContext,
@@ -104,6 +107,9 @@ if TYPE_CHECKING:  # the lazy names, typed for mypy and editors
     from keisei_core.bench.probe_api import (
         RolloutBatch as RolloutBatch,
     )
+    from keisei_core.bench.reporter import (
+        Reporter as Reporter,
+    )
     from keisei_core.bench.results import (
         CellRecord as CellRecord,
     )
@@ -113,35 +119,8 @@ if TYPE_CHECKING:  # the lazy names, typed for mypy and editors
     from keisei_core.bench.results import (
         load_results as load_results,
     )
-    from keisei_core.bench.shards import (
-        config_fingerprint as config_fingerprint,
-    )
-    from keisei_core.bench.stats import (
-        Statistics as Statistics,
-    )
-    from keisei_core.bench.stats import (
-        quantile as quantile,
-    )
-    from keisei_core.bench.stats import (
-        summarize as summarize,
-    )
-    from keisei_core.bench.strategies import (
-        StrategyUnsupported as StrategyUnsupported,
-    )
-    from keisei_core.bench.strategies import (
-        check_support as check_support,
-    )
     from keisei_core.bench.table import (
         format_number as format_number,
-    )
-    from keisei_core.bench.timing import (
-        MIN_BLOCK_SECONDS as MIN_BLOCK_SECONDS,
-    )
-    from keisei_core.bench.timing import (
-        measure as measure,
-    )
-    from keisei_core.bench.timing import (
-        measure_interleaved as measure_interleaved,
     )
     from keisei_core.bench.workloads import (
         LEARNING_RATE as LEARNING_RATE,
@@ -245,15 +224,6 @@ if TYPE_CHECKING:  # the lazy names, typed for mypy and editors
     from keisei_core.config.experiment import (
         BenchSettings as BenchSettings,
     )
-    from keisei_core.config.experiment import (
-        experiment_to_dict as experiment_to_dict,
-    )
-    from keisei_core.environment import (
-        environment_manifest as environment_manifest,
-    )
-    from keisei_core.environment import (
-        load_average as load_average,
-    )
     from keisei_core.heads import (
         WDL_SCORE_HEADS as WDL_SCORE_HEADS,
     )
@@ -308,6 +278,30 @@ if TYPE_CHECKING:  # the lazy names, typed for mypy and editors
     from keisei_core.spaces import (
         ObservationSpace as ObservationSpace,
     )
+    from keisei_core.stats import (
+        Statistics as Statistics,
+    )
+    from keisei_core.stats import (
+        quantile as quantile,
+    )
+    from keisei_core.stats import (
+        summarize as summarize,
+    )
+    from keisei_core.timing import (
+        MIN_BLOCK_SECONDS as MIN_BLOCK_SECONDS,
+    )
+    from keisei_core.timing import (
+        measure as measure,
+    )
+    from keisei_core.timing import (
+        measure_interleaved as measure_interleaved,
+    )
+    from keisei_core.timing import (
+        paired_ratio as paired_ratio,
+    )
+    from keisei_core.timing import (
+        time_calls as time_calls,
+    )
 
 # -- what each hook's ``register`` callback takes -------------------------------------------
 ModelRegister = Callable[[ModelSpec], None]
@@ -327,7 +321,7 @@ _LAZY: dict[str, str] = {
     "ProbeResult": "keisei_core.bench.probe_api",
     "ProbeUnsupported": "keisei_core.bench.probe_api",
     "RolloutBatch": "keisei_core.bench.probe_api",
-    "Statistics": "keisei_core.bench.stats",
+    "Statistics": "keisei_core.stats",
     "BenchSettings": "keisei_core.config.experiment",
     # models
     "ActorCriticMixin": "keisei_core.actor_critic",
@@ -368,10 +362,12 @@ _LAZY: dict[str, str] = {
     "report_data": "keisei_core.compile.report",
     "report_from_data": "keisei_core.compile.report",
     # probes and measurement
-    "measure": "keisei_core.bench.timing",
-    "measure_interleaved": "keisei_core.bench.timing",
-    "MIN_BLOCK_SECONDS": "keisei_core.bench.timing",
-    "summarize": "keisei_core.bench.stats",
+    "measure": "keisei_core.timing",
+    "measure_interleaved": "keisei_core.timing",
+    "MIN_BLOCK_SECONDS": "keisei_core.timing",
+    "paired_ratio": "keisei_core.timing",
+    "time_calls": "keisei_core.timing",
+    "summarize": "keisei_core.stats",
     "act_call": "keisei_core.bench.workloads",
     "ppo_loss": "keisei_core.bench.workloads",
     "ppo_step": "keisei_core.bench.workloads",
@@ -387,23 +383,20 @@ _LAZY: dict[str, str] = {
     # files and options
     "write_bytes_atomic": "keisei_core.atomic_files",
     "structure_options": "keisei_core.config.converter",
-    # Runners that execute the benchmark matrix themselves (the torchrun runner of
-    # keisei-plugin-distributed): the engine's building blocks. Provisional: they will
-    # give way to executors of keisei_core.bench.run.
-    "BenchEngine": "keisei_core.bench.engine",
+    # Runners and executors of the benchmark pipeline (the torchrun runner of
+    # keisei-plugin-distributed runs keisei_core.bench.run with an Executor of its own).
+    "run_bench": "keisei_core.bench.pipeline",
+    "Executor": "keisei_core.bench.executors",
+    "GroupJob": "keisei_core.bench.executors",
+    "Reporter": "keisei_core.bench.reporter",
+    "TableReporter": "keisei_core.bench.pipeline",
     "CellRecord": "keisei_core.bench.results",
     "Results": "keisei_core.bench.results",
-    "StrategyUnsupported": "keisei_core.bench.strategies",
+    "load_experiment": "keisei_core.config",
+    # Rebuilding a cell in another process (the ranks of train-step-ddp, memory probes).
+    "PluginHost": "keisei_core.plugins",
     "apply_cell_strategy": "keisei_core.bench.child",
     "build_probe_context": "keisei_core.bench.child",
-    "check_support": "keisei_core.bench.strategies",
-    "config_fingerprint": "keisei_core.bench.shards",
-    "environment_manifest": "keisei_core.environment",
-    "experiment_to_dict": "keisei_core.config.experiment",
-    "load_average": "keisei_core.environment",
-    "load_experiment": "keisei_core.config",
-    "now_iso": "keisei_core.bench.engine",
-    "PluginHost": "keisei_core.plugins",
     # used by the Keisei 2026 and OpenVINO plugins
     "WDL_SCORE_HEADS": "keisei_core.heads",
     "scalar_value_from_wdl": "keisei_core.heads",
@@ -421,11 +414,11 @@ _LAZY: dict[str, str] = {
     "compile_model": "keisei_core.compile",
     "CompileFailedError": "keisei_core.compile",
     "get_host": "keisei_core.plugins",
-    "quantile": "keisei_core.bench.stats",
+    "quantile": "keisei_core.stats",
 }
 
 # A public name that differs from the name in its module.
-_RENAMED: dict[str, str] = {"structure_options": "structure"}
+_RENAMED: dict[str, str] = {"structure_options": "structure", "run_bench": "run"}
 
 __all__ = [
     "API_VERSION",

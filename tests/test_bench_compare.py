@@ -3,23 +3,28 @@
 from __future__ import annotations
 
 import json
+import math
 import random
 from pathlib import Path
 
 import attrs
+import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from keisei_core.bench.compare import (
     bootstrap_ratio_ci,
     compare_cells,
     compare_results,
     is_regression,
+    mann_whitney_method,
     mann_whitney_p,
 )
 from keisei_core.bench.probe_api import ProbeResult
 from keisei_core.bench.results import CellRecord, Results, load_results
-from keisei_core.bench.stats import summarize
 from keisei_core.cli.main import main
+from keisei_core.stats import summarize
 
 
 def _cell(probe: str, median: float, *, spread: float = 0.02, higher: bool = True, n: int = 30,
@@ -80,9 +85,61 @@ def test_small_or_noisy_changes_do_not_fail() -> None:
 
 
 def test_mann_whitney_matches_known_values() -> None:
-    # Complete separation of 10 vs 10: U = 0, normal approximation p ~ 0.00018.
-    assert mann_whitney_p(list(range(10)), list(range(10, 20))) == pytest.approx(0.000183, rel=0.05)
+    from scipy import stats
+
+    # Complete separation of 10 vs 10, no ties: the exact p is 2 / C(20, 10).
+    assert mann_whitney_p(list(range(10)), list(range(10, 20))) == pytest.approx(2 / math.comb(20, 10), rel=1e-9)
+    assert mann_whitney_method(list(range(10)), list(range(10, 20))) == "exact"
+    # Ties, or more than 20 samples a side: scipy's "auto", the normal approximation with
+    # tie and continuity corrections at these sizes (what compare computed by hand before).
+    assert mann_whitney_method([1.0, 2.0], [2.0, 3.0]) == "auto"
+    assert mann_whitney_method(list(range(21)), list(range(21, 42))) == "auto"
+    tied = [0.0, *range(1, 10)], [9.0, *range(11, 20)]  # one value on both sides
+    assert mann_whitney_p(*tied) == pytest.approx(
+        stats.mannwhitneyu(*tied, alternative="two-sided", method="asymptotic", use_continuity=True).pvalue, rel=1e-12
+    )
     assert mann_whitney_p([1.0, 2.0, 3.0], [1.0, 2.0, 3.0]) == pytest.approx(1.0)
+    assert mann_whitney_p([2.0] * 5, [2.0] * 5) == 1.0  # all equal: no evidence either way
+
+
+def test_compare_agrees_with_scipy_on_known_samples() -> None:
+    """compare's p-value, interval and verdict are scipy's own numbers on the stored samples."""
+    from scipy import stats
+
+    old, new = _cell("throughput", 100, seed=1, n=12), _cell("throughput", 80, seed=2, n=12)
+    assert old.statistics is not None and new.statistics is not None
+    a, b = np.asarray(old.statistics.samples), np.asarray(new.statistics.samples)
+    comparison = compare_cells(old, new, threshold=5)
+    expected_p = stats.mannwhitneyu(a, b, alternative="two-sided", method="exact").pvalue
+    assert comparison.p_value == pytest.approx(expected_p, rel=1e-12)
+    interval = stats.bootstrap(
+        (a, b), lambda x, y, axis: np.median(y, axis=axis) / np.median(x, axis=axis),
+        n_resamples=2000, method="percentile", rng=np.random.default_rng(0), vectorized=True,
+    ).confidence_interval
+    assert comparison.ci == pytest.approx((interval.low, interval.high), rel=1e-12)
+    # 12 vs 12 fully separated: exact p = 2 / C(24, 12), far under 0.05; the interval below 1.
+    assert expected_p == pytest.approx(2 / math.comb(24, 12), rel=1e-9)
+    assert comparison.verdict == "REGRESSION"
+    # Overlapping samples: scipy's p is large, and compare calls it no significant change.
+    same = compare_cells(_cell("throughput", 100, seed=1, n=12), _cell("throughput", 100, seed=2, n=12), threshold=5)
+    assert same.p_value is not None and same.p_value > 0.05 and same.verdict == "no significant change"
+
+
+@settings(max_examples=40, deadline=None)
+@given(
+    st.lists(st.floats(0.5, 2.0), min_size=3, max_size=30),
+    st.lists(st.floats(0.5, 2.0), min_size=3, max_size=30),
+)
+def test_mann_whitney_is_scipys_for_any_samples(old: list[float], new: list[float]) -> None:
+    from scipy import stats
+
+    got = mann_whitney_p(old, new)
+    assert 0.0 <= got <= 1.0
+    if len(set(old)) == 1 and set(old) == set(new):
+        assert got == 1.0
+        return
+    expected = stats.mannwhitneyu(old, new, alternative="two-sided", method=mann_whitney_method(old, new)).pvalue
+    assert got == pytest.approx(float(expected), rel=1e-12, abs=1e-15)
 
 
 def test_single_values_and_status_changes() -> None:

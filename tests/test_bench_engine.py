@@ -12,6 +12,7 @@ import torch
 
 from keisei_core.bench.engine import BenchEngine
 from keisei_core.bench.plots import write_plots
+from keisei_core.bench.reporter import Reporter
 from keisei_core.bench.results import SCHEMA, SCHEMA_VERSION, CellRecord, Results, load_results
 from keisei_core.bench.table import format_header, format_results_table
 from keisei_core.config import load_experiment
@@ -103,7 +104,7 @@ def _engine(tmp_path: Path, host: PluginHost, body: str, **kwargs: Any) -> Bench
     return BenchEngine(_config(tmp_path, body), host, tmp_path / "out" / "results.json", progress=False, **kwargs)
 
 
-class FileWatcher:
+class FileWatcher(Reporter):
     """Checks after every cell that the file on disk already holds it."""
 
     def __init__(self) -> None:

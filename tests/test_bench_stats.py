@@ -10,8 +10,8 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from keisei_core.bench.stats import Statistics, is_stable, quantile, summarize, thin
-from keisei_core.bench.timing import measure, measure_interleaved
+from keisei_core.stats import Statistics, is_stable, quantile, summarize, thin
+from keisei_core.timing import measure, measure_interleaved
 
 finite = st.floats(min_value=1e-6, max_value=1e3, allow_nan=False, allow_infinity=False)
 

@@ -59,3 +59,19 @@ def test_the_bench_layer_reaches_the_compile_layer_by_plain_imports() -> None:
     # No importlib + hasattr probing for a compile layer that is always installed.
     source = (CORE / "bench" / "strategies.py").read_text(encoding="utf-8")
     assert "importlib" not in source and "hasattr(module" not in source
+
+
+# Foundation modules that every layer may import (the timing primitive is shared by bench
+# and compile): they import no layer of the core and no torch.
+FOUNDATION = ("stats.py", "timing.py")
+
+
+def test_the_timing_primitive_sits_below_bench_and_compile() -> None:
+    layers = ("keisei_core.bench", "keisei_core.compile", "keisei_core.config", "keisei_core.cli", "keisei_core.plugins")
+    problems = [
+        f"keisei_core/{name}:{line} imports {module}"
+        for name in FOUNDATION
+        for line, module in _imports(CORE / name)
+        if module == "torch" or module.startswith("torch.") or any(module == f or module.startswith(f + ".") for f in layers)
+    ]
+    assert problems == []

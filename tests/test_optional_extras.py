@@ -86,7 +86,7 @@ def test_require_and_available(monkeypatch: pytest.MonkeyPatch) -> None:
 def test_results_to_pandas(monkeypatch: pytest.MonkeyPatch) -> None:
     from keisei_core.bench.probe_api import ProbeResult
     from keisei_core.bench.results import CellRecord, Results
-    from keisei_core.bench.stats import summarize
+    from keisei_core.stats import summarize
 
     base = {"model": "m", "model_label": "m", "model_options": {}, "probe": "throughput",
             "batch_size": 4, "device": "cpu", "dtype": "float32"}

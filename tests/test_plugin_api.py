@@ -278,8 +278,8 @@ def test_the_baseline_is_a_role_on_its_spec(tmp_path: Path) -> None:
 def test_tables_compare_against_the_runs_baseline() -> None:
     from keisei_core.bench.probe_api import ProbeResult
     from keisei_core.bench.results import CellRecord, Results
-    from keisei_core.bench.stats import summarize
     from keisei_core.bench.table import format_results_table
+    from keisei_core.stats import summarize
 
     def cell(strategy: str, value: float) -> CellRecord:
         stats = summarize([value] * 3, unit="samples/s")

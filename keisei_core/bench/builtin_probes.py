@@ -24,8 +24,8 @@ import os
 from typing import Any
 
 from keisei_core.bench.probe_api import ProbeContext, ProbeResult, ProbeUnsupported
-from keisei_core.bench.stats import Statistics, summarize
 from keisei_core.bench.workloads import act_call, forward_call, ppo_loss, ppo_step
+from keisei_core.stats import Statistics, summarize
 
 MIB = 1024 * 1024
 CHILD_TIMEOUT_SECONDS = 300.0

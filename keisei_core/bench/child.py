@@ -1,4 +1,5 @@
-"""Measurements that need a fresh process: peak resident memory and cold/warm compile time.
+"""Work that needs a fresh process: peak resident memory, cold/warm compile time, and whole
+groups of cells for the child-process executor (:mod:`keisei_core.bench.executors`).
 
 The parent sends a JSON task on stdin (``python -m keisei_core.bench.child``); the child
 loads the same plugins, rebuilds the cell's model from its registered name and options,
@@ -108,7 +109,19 @@ def run_child(
                 raise ChildError(f"child measurement ({module}) failed: {result['error']}")
             return result
     tail = " | ".join(proc.stderr.strip().splitlines()[-3:])
-    raise ChildError(f"child measurement ({module}) exited with status {proc.returncode} and no result: {tail}")
+    how = f"exited with status {proc.returncode}"
+    if proc.returncode < 0:  # killed: SIGKILL is what the kernel's out-of-memory killer sends
+        how = f"was killed by {_signal_name(-proc.returncode)} (status {proc.returncode})"
+    raise ChildError(f"child measurement ({module}) {how} and no result" + (f": {tail}" if tail else ""))
+
+
+def _signal_name(number: int) -> str:
+    import signal
+
+    try:
+        return signal.Signals(number).name
+    except ValueError:
+        return f"signal {number}"
 
 
 def child_main(measure: Callable[[dict[str, Any]], dict[str, Any]]) -> int:
@@ -179,6 +192,10 @@ def apply_cell_strategy(context: Any, host: Any) -> tuple[Any, Any]:
 
 
 def _measure(task: Mapping[str, Any]) -> dict[str, Any]:
+    if task["kind"] == "group":  # a whole group of cells (the child-process executor)
+        from keisei_core.bench.executors import run_group_task
+
+        return run_group_task(task)
     baseline = peak_rss_bytes()
     import torch
 

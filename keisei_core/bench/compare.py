@@ -3,13 +3,15 @@
 Cells are matched on (model label, strategy, probe, batch size). For each pair of ``ok``
 cells the ratio NEW/OLD of the headline values is reported with a 95 % bootstrap
 confidence interval of the ratio of medians, resampling the raw samples stored in each
-file (both sides independently, 2,000 resamples, fixed seed). The change is oriented by
+file (``scipy.stats.bootstrap``: both sides independently, 2,000 resamples, percentile
+interval, fixed seed). The change is oriented by
 the probe's ``higher_is_better``: a positive ``worse %`` is a regression.
 
 A cell is a *regression* when its point estimate is worse than the threshold
 (``--fail-above PCT``) **and** the change is significant: the interval lies entirely on
 the worse side of no change *and* a two-sided Mann-Whitney U test on the raw samples
-gives p < 0.05 (the percentile bootstrap of a median alone is too optimistic with the
+(``scipy.stats.mannwhitneyu``, exact with at most 20 samples a side and no ties) gives
+p < 0.05 (the percentile bootstrap of a median alone is too optimistic with the
 handful of samples a short budget yields). Cells without samples (single-shot values such as FLOP counts or peak
 memory) have no interval: their change counts when it exceeds the threshold. A cell that
 was ``ok`` in OLD and ``failed`` in NEW is a regression too.
@@ -31,6 +33,9 @@ BOOTSTRAP_RESAMPLES = 2000
 CONFIDENCE = 0.95
 ALPHA = 1.0 - CONFIDENCE
 MIN_SAMPLES_FOR_CI = 3
+# Up to this many samples per side (and no ties) the Mann-Whitney p-value is exact: the
+# normal approximation is poor for the handful of samples a short budget yields.
+EXACT_MAX_SAMPLES = 20
 ENVIRONMENT_KEYS = ("torch", "python", "cpu", "gpu", "threads", "device")
 
 
@@ -47,51 +52,57 @@ class CellComparison:
     p_value: float | None = None
 
 
+def _ratio_of_medians(old: Any, new: Any, axis: int = -1) -> Any:
+    import numpy as np
+
+    return np.median(new, axis=axis) / np.median(old, axis=axis)
+
+
 def bootstrap_ratio_ci(
     old: Sequence[float], new: Sequence[float], *, resamples: int = BOOTSTRAP_RESAMPLES, seed: int = 0
 ) -> tuple[float, float]:
-    """95 % percentile interval of median(new*) / median(old*) over independent resamples."""
+    """95 % percentile interval of median(new*) / median(old*), by ``scipy.stats.bootstrap``
+    resampling each side independently (seeded, so a comparison is reproducible)."""
     import numpy as np
+    from scipy import stats
 
-    rng = np.random.default_rng(seed)
-    a = np.asarray(old, dtype=float)
-    b = np.asarray(new, dtype=float)
-    med_a = np.median(a[rng.integers(0, len(a), size=(resamples, len(a)))], axis=1)
-    med_b = np.median(b[rng.integers(0, len(b), size=(resamples, len(b)))], axis=1)
-    ratios = med_b / med_a
-    tail = (1.0 - CONFIDENCE) / 2
-    low, high = np.quantile(ratios, [tail, 1.0 - tail])
-    return float(low), float(high)
+    result = stats.bootstrap(
+        (np.asarray(old, dtype=float), np.asarray(new, dtype=float)),
+        _ratio_of_medians,
+        n_resamples=resamples,
+        confidence_level=CONFIDENCE,
+        # Percentile (scipy's default is BCa), the interval compare has always reported;
+        # a verdict never rests on it alone (the Mann-Whitney test must agree).
+        method="percentile",
+        vectorized=True,
+        paired=False,
+        rng=np.random.default_rng(seed),
+    )
+    interval = result.confidence_interval
+    return float(interval.low), float(interval.high)
+
+
+def mann_whitney_method(old: Sequence[float], new: Sequence[float]) -> str:
+    """``"exact"`` when both sides have at most :data:`EXACT_MAX_SAMPLES` samples and no
+    value repeats (the exact null distribution assumes no ties), else ``"auto"`` (scipy's
+    own choice: the normal approximation with tie and continuity corrections at these sizes)."""
+    pooled = [*old, *new]
+    small = max(len(old), len(new)) <= EXACT_MAX_SAMPLES
+    return "exact" if small and len(set(pooled)) == len(pooled) else "auto"
 
 
 def mann_whitney_p(old: Sequence[float], new: Sequence[float]) -> float:
-    """Two-sided p-value of the Mann-Whitney U test (normal approximation with tie and
-    continuity corrections): are samples of one side systematically larger?"""
-    import math
+    """Two-sided p-value of the Mann-Whitney U test (``scipy.stats.mannwhitneyu``): are
+    samples of one side systematically larger? Exact at small n (see
+    :func:`mann_whitney_method`)."""
+    from scipy import stats
 
-    n1, n2 = len(old), len(new)
-    values = sorted([(v, 0) for v in old] + [(v, 1) for v in new])
-    ranks = [0.0] * len(values)
-    ties = 0.0
-    i = 0
-    while i < len(values):
-        j = i
-        while j + 1 < len(values) and values[j + 1][0] == values[i][0]:
-            j += 1
-        for k in range(i, j + 1):
-            ranks[k] = (i + j) / 2 + 1
-        size = j - i + 1
-        ties += size**3 - size
-        i = j + 1
-    rank_old = sum(r for r, (_, side) in zip(ranks, values, strict=True) if side == 0)
-    u = rank_old - n1 * (n1 + 1) / 2
-    mean = n1 * n2 / 2
-    n = n1 + n2
-    variance = n1 * n2 / 12 * ((n + 1) - ties / (n * (n - 1)))
-    if variance <= 0:
-        return 1.0
-    z = max(0.0, abs(u - mean) - 0.5) / math.sqrt(variance)
-    return math.erfc(z / math.sqrt(2))
+    if len(set(old)) == 1 and set(old) == set(new):
+        return 1.0  # every sample equal: no evidence either way (scipy divides by a zero variance)
+    result = stats.mannwhitneyu(
+        list(old), list(new), alternative="two-sided", method=mann_whitney_method(old, new)
+    )
+    return float(result.pvalue)
 
 
 def _worse_percent(ratio: float, higher_is_better: bool) -> float:

@@ -1,6 +1,9 @@
 """The matrix runner: every (model, strategy, batch size, probe) cell, isolated, recorded at once.
 
-For each model entry and strategy the engine builds the eager model from a fixed seed,
+The engine plans the run and records it; an executor (:mod:`keisei_core.bench.executors`)
+runs each (model entry, strategy, mode) group of cells: in this process by default, or
+in a child process, or across the ranks of a torchrun job.
+In this process, for each model entry and strategy the engine builds the eager model from a fixed seed,
 applies the strategy once per mode (eval for inference probes, train for probes with
 ``needs_training``) and shares that pair across the mode's batch sizes and probes: a
 compile is the most expensive step of a cell and does not depend on the probe.
@@ -27,14 +30,15 @@ import tempfile
 import threading
 import time
 import traceback
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import TYPE_CHECKING, Any
 
 import attrs
 
 from keisei_core.bench.probe_api import ProbeContext, ProbeResult, ProbeUnsupported
+from keisei_core.bench.reporter import Reporter
 from keisei_core.bench.results import CellRecord, Results
 from keisei_core.bench.shards import CellId, Shard, config_fingerprint, shard_cells
 from keisei_core.bench.strategies import (
@@ -54,6 +58,7 @@ from keisei_core.specs import ProbeSpec
 if TYPE_CHECKING:
     from torch import nn
 
+    from keisei_core.bench.executors import Executor, GroupJob
     from keisei_core.plugins import PluginHost
 
 
@@ -83,14 +88,6 @@ def _sigterm_as_interrupt() -> Iterator[dict[str, bool]]:
         yield state
     finally:
         signal.signal(signal.SIGTERM, previous)
-
-
-class RunObserver(Protocol):
-    """Receives the run as it happens (the W&B tracker is one)."""
-
-    def on_start(self, results: Results) -> None: ...
-
-    def on_cell(self, cell: CellRecord, results: Results) -> None: ...
 
 
 def one_line(exc: BaseException) -> str:
@@ -127,13 +124,26 @@ class BenchEngine:
     results_path: Path
     config_path: str | None = None
     plugins: Sequence[str] = ()
-    observers: Sequence[RunObserver] = ()
-    progress: bool = True
+    observers: Sequence[Reporter] = ()
+    # A progress line on stderr (a ProgressReporter added to the observers).
+    progress: bool = False
     run_name: str | None = None
     # ``keisei bench --shard I/N``: run only the cells this shard owns (see bench.shards).
     shard: Shard | None = None
     # Each strategy name parsed once, by validate(): its composition (None for "auto").
     compositions: dict[str, Any] = attrs.field(factory=dict, init=False)
+    # Where the groups run; None: the config's ``[bench] executor``.
+    executor: Executor | None = None
+    # Set while a run goes on (read by the executors through GroupJob).
+    threads: int = attrs.field(default=0, init=False)
+    scratch_root: Path | None = attrs.field(default=None, init=False)
+    run_cache: dict[str, Any] = attrs.field(factory=dict, init=False)
+
+    def __attrs_post_init__(self) -> None:
+        if self.progress:
+            from keisei_core.bench.progress import ProgressReporter
+
+            self.observers = [*self.observers, ProgressReporter()]
 
     # -- planning ------------------------------------------------------------------------
     def validate(self) -> None:
@@ -172,8 +182,11 @@ class BenchEngine:
     def run(self) -> Results:
         import torch
 
+        from keisei_core.bench.executors import resolve_executor
+
         self.validate()
         config = self.config
+        executor = resolve_executor(self.executor, config)
         threads = config.bench.threads or torch.get_num_threads()
         previous_threads = torch.get_num_threads()
         torch.set_num_threads(threads)
@@ -194,80 +207,138 @@ class BenchEngine:
                 "pid": os.getpid(),
                 "host": socket.gethostname(),
                 "baseline": self.host.baseline_strategy(),
+                "executor": executor.name,
             },
             manifest=environment_manifest(self.host, threads=threads, device=config.device),
-            path=self.results_path,
+            # An executor may keep the results in memory (the ranks of a distributed run but 0).
+            path=self.results_path if executor.writes_results else None,
         )
-        run_cache: dict[str, Any] = {"calibration": results.calibration}
+        self.run_cache = {"calibration": results.calibration}
+        completed = False
         with _sigterm_as_interrupt() as termination:
             try:
-                self._run_cells(results, threads, previous_threads, run_cache)
+                results.manifest.update(executor.start(config, self.host))
+                self._run_cells(results, executor, threads, previous_threads)
+                completed = True
             except KeyboardInterrupt:
                 results.run["status"] = "interrupted"
                 results.run["signal"] = "SIGTERM" if termination["received"] else "SIGINT"
                 print(
                     f"\nkeisei: {'terminated (SIGTERM)' if termination['received'] else 'interrupted'}; "
-                    f"{len(results.cells)} finished cells kept in {self.results_path}",
+                    f"{len(results.cells)} finished cells kept"
+                    + (f" in {results.path}" if results.path is not None else ""),
                     file=sys.stderr,
                 )
+            except BaseException:
+                # Not a cell's failure (those are recorded on the cell): the run itself broke.
+                results.run.update(status="failed", finished=now_iso())
+                _save(results)
+                raise
+            finally:
+                executor.close(completed)
             from keisei_core.environment import load_average
 
             results.manifest["load_average_at_end"] = load_average()
             results.run["finished"] = now_iso()
-            results.save()
+            _save(results)
         return results
 
-    def _run_cells(self, results: Results, threads: int, previous_threads: int, run_cache: dict[str, Any]) -> None:
+    def _run_cells(self, results: Results, executor: Executor, threads: int, previous_threads: int) -> None:
         import torch
 
-        bar = _progress_bar(self.total_cells(), enabled=self.progress)
-        scratch_root = Path(tempfile.mkdtemp(prefix="keisei-bench-"))
+        self.threads = threads
+        self.scratch_root = Path(tempfile.mkdtemp(prefix="keisei-bench-"))
         try:
-            results.save()
+            for observer in self.observers:
+                observer.on_plan(self.total_cells())
+            _save(results)
             for observer in self.observers:
                 observer.on_start(results)
-            for cell in self._cells(threads, scratch_root, run_cache, bar):
-                results.append(cell)
-                bar.update(1)
-                for observer in self.observers:
-                    observer.on_cell(cell, results)
+            for job in self.group_jobs():
+                for cell in executor.run_group(job):
+                    results.append(cell)
+                    for observer in self.observers:
+                        observer.on_cell(cell, results)
             results.run["status"] = "complete"
         finally:
-            bar.close()
             torch.set_num_threads(previous_threads)
-            _remove_tree(scratch_root)
+            _remove_tree(self.scratch_root)
 
-    def _cells(
-        self, threads: int, scratch_root: Path, run_cache: dict[str, Any], bar: Any
-    ) -> Iterator[CellRecord]:
+    def group_jobs(self) -> Iterator[GroupJob]:
+        """The run's groups in order, each with the cells of it this run (shard) owns."""
+        from keisei_core.bench.executors import GroupJob
+
         probes = self.probe_specs()
         selected = self.selected_cells()
-
-        def owned(entry: ModelEntry, strategy: str, probe: ProbeSpec, batch_size: int) -> bool:
-            return selected is None or (entry.display_name, strategy, probe.name, batch_size) in selected
-
         for entry in self.config.models:
             for strategy in self.config.strategies:
                 for training in (False, True):
-                    mode_probes = [p for p in probes if p.needs_training == training]
-                    if not any(owned(entry, strategy, p, b) for p in mode_probes for b in self.config.batch_sizes):
-                        continue  # nothing of this (model, strategy, mode) in this shard: no build
-                    bar.set_postfix_str(f"{entry.display_name}/{strategy} build", refresh=True)
-                    group = self._build_group(entry, strategy, training)
-                    if group.status == "ok":
-                        self._notify_group(group)
-                    try:
-                        for batch_size in self.config.batch_sizes:
-                            for probe in mode_probes:
-                                if not owned(entry, strategy, probe, batch_size):
-                                    continue
-                                bar.set_postfix_str(
-                                    f"{entry.display_name}/{strategy}/b{batch_size}/{probe.name}", refresh=True
-                                )
-                                yield self._run_cell(group, probe, batch_size, threads, scratch_root, run_cache)
-                    finally:
-                        group.model = group.eager = None
-                        gc.collect()
+                    cells = [
+                        (probe, batch_size)
+                        for batch_size in self.config.batch_sizes
+                        for probe in probes
+                        if probe.needs_training == training
+                        and (selected is None or (entry.display_name, strategy, probe.name, batch_size) in selected)
+                    ]
+                    if cells:  # nothing of this (model, strategy, mode) in this shard: no build
+                        yield GroupJob(entry, strategy, training, cells, self)
+
+    def run_group_here(self, job: GroupJob) -> Iterator[CellRecord]:
+        """Build the group's models in this process and measure each of its cells."""
+        assert self.scratch_root is not None, "run_group_here runs inside BenchEngine.run"
+        self.report_activity(f"{job.label} build")
+        group = self._build_group(job.entry, job.strategy, job.training)
+        if group.status == "ok":
+            self._notify_group(group)
+        try:
+            for probe, batch_size in job.cells:
+                self.report_activity(f"{job.label}/b{batch_size}/{probe.name}")
+                yield self._run_cell(group, probe, batch_size, self.threads, self.scratch_root, self.run_cache)
+        finally:
+            group.model = group.eager = None
+            gc.collect()
+
+    def report_activity(self, text: str) -> None:
+        for observer in self.observers:
+            observer.on_activity(text)
+
+    def unsupported_reason(self, strategy: str, training: bool) -> str | None:
+        """Why ``strategy`` cannot run on the config's device and dtype in this mode."""
+        try:
+            check_support(self.host, strategy, device=self.config.device, dtype=self.config.dtype, training=training)
+        except StrategyUnsupported as exc:
+            return str(exc)
+        return None
+
+    def new_cell(
+        self,
+        entry: ModelEntry,
+        strategy: str,
+        probe: ProbeSpec,
+        batch_size: int,
+        *,
+        model_options: Mapping[str, Any] | None = None,
+        report: dict[str, Any] | None = None,
+    ) -> CellRecord:
+        """An ``ok`` record of one cell; the model options default to the entry's,
+        resolved against the model's option class (what a built model would carry)."""
+        if model_options is None:
+            from keisei_core.models import options_as_dict, resolve_options
+
+            model_options = options_as_dict(resolve_options(self.host.models.get(entry.name), entry.options))
+        return CellRecord(
+            model=entry.name,
+            model_label=entry.display_name,
+            model_options=dict(model_options),
+            strategy=strategy,
+            probe=probe.name,
+            batch_size=batch_size,
+            device=self.config.device,
+            dtype=self.config.dtype,
+            status="ok",
+            compile_report=report,
+            speed_check=speed_check_at(report, batch_size),
+        )
 
     def _strategy(self, name: str) -> Strategy:
         return self.compositions.get(name) or name
@@ -301,11 +372,9 @@ class BenchEngine:
         return model, eager, report
 
     def _notify_group(self, group: _Group) -> None:
-        # Optional observer hook (the W&B tracker saves a checkpoint artifact here).
+        # The W&B reporter saves a checkpoint artifact here (in-process groups only).
         for observer in self.observers:
-            hook = getattr(observer, "on_group", None)
-            if hook is not None:
-                hook(group.entry.display_name, group.strategy, group.model, group.report, group.training)
+            observer.on_group(group.entry.display_name, group.strategy, group.model, group.report, group.training)
 
     def _recompile(self, entry: ModelEntry, strategy: str, training: bool) -> tuple[Any, Any]:
         model, _eager, report = self._build_models(entry, strategy, training)
@@ -339,18 +408,10 @@ class BenchEngine:
     ) -> CellRecord:
         config = self.config
         entry = group.entry
-        cell = CellRecord(
-            model=entry.name,
-            model_label=entry.display_name,
-            model_options=dict(getattr(group.eager, "keisei_model_options", None) or entry.options),
-            strategy=group.strategy,
-            probe=probe.name,
-            batch_size=batch_size,
-            device=config.device,
-            dtype=config.dtype,
-            status="ok",
-            compile_report=group.report,
-            speed_check=speed_check_at(group.report, batch_size),
+        cell = self.new_cell(
+            entry, group.strategy, probe, batch_size,
+            model_options=getattr(group.eager, "keisei_model_options", None) or entry.options,
+            report=group.report,
         )
         if cell.speed_check is not None and cell.speed_check.get("verdict") == "slower":
             cell.warnings.append(
@@ -444,18 +505,7 @@ def _remove_tree(path: Path) -> None:
     shutil.rmtree(path, ignore_errors=True)
 
 
-class _NoBar:
-    def update(self, n: int = 1) -> None: ...
-
-    def set_postfix_str(self, text: str, refresh: bool = True) -> None: ...
-
-    def close(self) -> None: ...
-
-
-def _progress_bar(total: int, *, enabled: bool) -> Any:
-    """tqdm on stderr: cells done, rate and time left; a no-op when disabled."""
-    if not enabled:
-        return _NoBar()
-    from tqdm.auto import tqdm
-
-    return tqdm(total=total, unit="cell", file=sys.stderr, dynamic_ncols=True, desc="bench")
+def _save(results: Results) -> None:
+    """Write the results file, unless the executor keeps the results in memory."""
+    if results.path is not None:
+        results.save()

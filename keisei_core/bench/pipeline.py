@@ -9,11 +9,14 @@ One call from a config to :class:`~keisei_core.bench.results.Results`, the same 
     frame = results.to_pandas()
 
 The engine writes ``results.json`` itself (atomically, after every cell). Everything else
-a run produces comes from :class:`Reporter` objects, which see the run start, every
-compiled group and every cell as it finishes, and the finished (or aborted) run:
-:class:`TableReporter` (``table.txt``), :class:`PlotsReporter` (PNG plots, when
-matplotlib is installed) and :class:`WandbReporter` (a W&B run). The default reporters
-are the table and the plots; the CLI adds W&B when the config asks for it.
+a run produces comes from :class:`Reporter` objects, which see the run's plan and start,
+what it is doing, every compiled group and every cell as it finishes, and the finished
+(or aborted) run: :class:`TableReporter` (``table.txt``), :class:`PlotsReporter` (PNG
+plots, when matplotlib is installed), :class:`WandbReporter` (a W&B run) and
+:class:`ProgressReporter` (a progress line on stderr). The default reporters are the
+table and the plots; the CLI adds W&B when the config asks for it and the progress line
+when stderr is a terminal. Where the cells run is the executor's business
+(:mod:`keisei_core.bench.executors`: in this process, in child processes, on ranks).
 """
 
 from __future__ import annotations
@@ -23,6 +26,10 @@ from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from keisei_core.bench.executors import Executor
+from keisei_core.bench.progress import ProgressReporter
+from keisei_core.bench.reporter import Reporter
+
 if TYPE_CHECKING:
     from keisei_core.bench.results import CellRecord, Results
     from keisei_core.bench.shards import Shard
@@ -30,32 +37,6 @@ if TYPE_CHECKING:
     from keisei_core.config.experiment import ExperimentConfig
     from keisei_core.plugins import PluginHost
     from keisei_core.tracking import WandbTracker
-
-
-class Reporter:
-    """What a run reports to; every method does nothing unless overridden.
-
-    ``on_start``, ``on_group`` and ``on_cell`` are called by the engine as the run goes
-    (``on_group`` once a model and strategy are built, for artifact logging);
-    ``on_finish`` once the engine returns, in the order the reporters were given (later
-    reporters may read what earlier ones produced); ``on_abort`` instead when the run
-    raised (Ctrl-C is not an abort: an interrupted run finishes with its cells).
-    """
-
-    def on_start(self, results: Results) -> None:
-        """The run starts; ``results`` has its run facts and manifest, no cells yet."""
-
-    def on_group(self, label: str, strategy: str, model: Any, report: CompileReport | None, training: bool) -> None:
-        """One (model, strategy, mode) is built and compiled."""
-
-    def on_cell(self, cell: CellRecord, results: Results) -> None:
-        """One cell finished (ok, failed or skipped); it is already in ``results``."""
-
-    def on_finish(self, results: Results) -> None:
-        """The run ended (complete or interrupted)."""
-
-    def on_abort(self) -> None:
-        """The run raised before it could finish."""
 
 
 class TableReporter(Reporter):
@@ -142,15 +123,20 @@ def run(
     run_name: str | None = None,
     config_path: str | None = None,
     shard: Shard | None = None,
+    executor: Executor | str | None = None,
 ) -> Results:
-    """Run a benchmark matrix in this process and return its results.
+    """Run a benchmark matrix and return its results.
 
     ``config`` is an :class:`ExperimentConfig` or a TOML path (with ``overrides``, as
     ``--set``). ``host`` is a loaded plugin host (default: one with the environment's
     plugins, ``plugins`` and the config's ``plugins``). Results go to ``out_dir``
-    (default ``<output_dir>/<run name>``): ``results.json`` always, then whatever the
-    ``reporters`` write (default: the table and the plots). A bad name, option or
-    composition is one :class:`~keisei_core.errors.KeiseiError` before anything runs.
+    (default ``<output_dir>/<run name>``): ``results.json`` always (unless the executor
+    keeps them in memory), then whatever the ``reporters`` write (default: the table and
+    the plots); ``progress=True`` adds a :class:`ProgressReporter` on stderr. ``executor``
+    says where the cells run: ``"in-process"``, ``"child-process"`` (each group in a
+    fresh Python) or an :class:`~keisei_core.bench.executors.Executor`; default the
+    config's ``[bench] executor``. A bad name, option or composition is one
+    :class:`~keisei_core.errors.KeiseiError` before anything runs.
     """
     from keisei_core.bench.engine import BenchEngine
     from keisei_core.config import load_experiment
@@ -166,10 +152,14 @@ def run(
     run_name = run_name or default_run_name(config, shard)
     folder = Path(out_dir) if out_dir is not None else Path(config.output_dir) / run_name
     chosen = list(reporters) if reporters is not None else [TableReporter(folder), PlotsReporter(folder)]
+    if progress:
+        chosen.append(ProgressReporter())
+    from keisei_core.bench.executors import resolve_executor
+
     engine = BenchEngine(
         config, host, folder / "results.json", config_path=config_path,
-        plugins=[*plugins, *config.plugins], observers=chosen, progress=progress,
-        run_name=run_name, shard=shard,
+        plugins=[*plugins, *config.plugins], observers=chosen,
+        run_name=run_name, shard=shard, executor=resolve_executor(executor, config),
     )
     engine.validate()
     try:

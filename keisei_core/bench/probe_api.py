@@ -38,7 +38,7 @@ Rules the engine relies on:
   probes see that model).
 - Time with ``context.time(fn)`` (or ``context.time_interleaved({...})`` for A/B), which
   warm up, sample adaptively, synchronise CUDA and stop on the cell's settings; the
-  returned :class:`~keisei_core.bench.stats.Statistics` is in seconds per call.
+  returned :class:`~keisei_core.stats.Statistics` is in seconds per call.
 - A probe that cannot measure this cell (wrong device, missing feature) raises
   :class:`ProbeUnsupported` with a reason: the cell is recorded ``skipped``. Any other
   exception marks the cell ``failed`` with the error; the run goes on.
@@ -58,8 +58,8 @@ from typing import TYPE_CHECKING, Any
 
 import attrs
 
-from keisei_core.bench.stats import Statistics
 from keisei_core.config.experiment import BenchSettings
+from keisei_core.stats import Statistics
 
 if TYPE_CHECKING:
     import torch
@@ -259,7 +259,7 @@ class ProbeContext:
 
     def timing_settings(self) -> dict[str, Any]:
         """The ``[bench]`` timing settings (and the device sync) as keyword arguments of
-        :func:`keisei_core.bench.timing.measure`, for probes that time with their own clock."""
+        :func:`keisei_core.timing.measure`, for probes that time with their own clock."""
         s = self.settings
         return {
             "warmup_seconds": s.warmup_seconds,
@@ -275,7 +275,7 @@ class ProbeContext:
 
         Calls shorter than 5 ms are timed in blocks (a sample is a block's mean);
         ``per_call=True`` times each call on its own, for latency distributions."""
-        from keisei_core.bench.timing import MIN_BLOCK_SECONDS, measure
+        from keisei_core.timing import MIN_BLOCK_SECONDS, measure
 
         block = 0.0 if per_call else MIN_BLOCK_SECONDS
         return measure(fn, min_block_seconds=block, **self.timing_settings())
@@ -285,7 +285,7 @@ class ProbeContext:
     ) -> dict[str, Statistics]:
         """Seconds per call of each callable, sampled in rounds of shuffled order (A/B).
         Round ``i`` holds sample ``i`` of every callable, so samples pair up by index."""
-        from keisei_core.bench.timing import MIN_BLOCK_SECONDS, measure_interleaved
+        from keisei_core.timing import MIN_BLOCK_SECONDS, measure_interleaved
 
         block = 0.0 if per_call else MIN_BLOCK_SECONDS
         return measure_interleaved(fns, seed=self.seed, min_block_seconds=block, **self.timing_settings())

@@ -52,11 +52,11 @@ import attrs
 
 from keisei_core.atomic_files import write_json_atomic
 from keisei_core.bench.probe_api import ProbeResult
-from keisei_core.bench.stats import Statistics
 from keisei_core.compile.report import CompileReport, report_from_data
 from keisei_core.errors import KeiseiError
 from keisei_core.json_data import json_safe
 from keisei_core.serialization import unstructure
+from keisei_core.stats import Statistics
 
 SCHEMA = "keisei.bench.results"
 SCHEMA_VERSION = 1

@@ -2,40 +2,33 @@
 
 Part of every ``compile_model`` report (at each declared batch size); with
 ``guard="faster"`` a compiled model that is not faster falls back to eager.
-Eager and compiled forward passes (eval mode, no grad, the rollout case) alternate call
-by call, and which goes first alternates too, so drift in a shared machine's load hits
-both alike (the original always timed the baseline first). Each pair's ratio
+Eager and compiled forward passes (eval mode, no grad, the rollout case) are timed call
+by call with keisei's one timing primitive, :func:`keisei_core.timing.measure_interleaved`:
+rounds of one call each, in an order shuffled every round, so drift in a shared machine's
+load hits both alike (the original always timed the baseline first). Each round's ratio
 (eager / compiled, timed back to back) is kept too: the quartiles of those ratios say
 whether the difference is larger than the noise. Medians and interquartile ranges,
-never means: one descheduled call must not decide the verdict.
+never means: one descheduled call must not decide the verdict. Sampling never stops on
+stability here: it runs until the budget (after ``min_samples``) or ``max_samples``.
 """
 
 from __future__ import annotations
 
-import statistics
-import time
+from collections.abc import Callable
+from typing import Any
 
 import torch
 from torch import nn
 
 from keisei_core.compile.report import SpeedCheck
+from keisei_core.timing import measure_interleaved, paired_ratio
 
 
-def _timed_call(model: nn.Module, obs: torch.Tensor) -> float:
-    if obs.device.type == "cuda":
-        torch.cuda.synchronize(obs.device)
-    start = time.perf_counter()
-    model(obs)
-    if obs.device.type == "cuda":
-        torch.cuda.synchronize(obs.device)
-    return time.perf_counter() - start
+def _forward(model: nn.Module, obs: torch.Tensor) -> Callable[[], Any]:
+    def call() -> Any:
+        return model(obs)
 
-
-def _iqr(samples: list[float]) -> float:
-    if len(samples) < 2:
-        return 0.0
-    quartiles = statistics.quantiles(samples, n=4, method="inclusive")
-    return quartiles[2] - quartiles[0]
+    return call
 
 
 def compare_speed(
@@ -48,49 +41,40 @@ def compare_speed(
     budget_seconds: float = 4.0,
     warmup_calls: int = 2,
 ) -> SpeedCheck:
-    """Median forward time of each model at ``obs``'s batch size, sampled interleaved."""
-    eager_times: list[float] = []
-    compiled_times: list[float] = []
+    """Median forward time of each model at ``obs``'s batch size, sampled interleaved;
+    ``budget_seconds`` bounds both models' calls together."""
+    sync = (lambda: torch.cuda.synchronize(obs.device)) if obs.device.type == "cuda" else None
     was = (eager.training, compiled.training)
     eager.eval()
     compiled.eval()
     try:
         with torch.no_grad():
-            for _ in range(warmup_calls):
-                eager(obs)
-                compiled(obs)
-            start = time.perf_counter()
-            while len(eager_times) < max_samples:
-                if len(eager_times) % 2 == 0:
-                    eager_times.append(_timed_call(eager, obs))
-                    compiled_times.append(_timed_call(compiled, obs))
-                else:
-                    compiled_times.append(_timed_call(compiled, obs))
-                    eager_times.append(_timed_call(eager, obs))
-                if len(eager_times) >= min_samples and time.perf_counter() - start >= budget_seconds:
-                    break
+            timings = measure_interleaved(
+                {"eager": _forward(eager, obs), "compiled": _forward(compiled, obs)},
+                warmup_seconds=0.0,
+                warmup_calls=warmup_calls,
+                min_samples=min_samples,
+                max_samples=max_samples,
+                time_budget_seconds=budget_seconds / 2,  # the primitive's budget is per contender
+                target_iqr_ratio=None,
+                sync=sync,
+                min_block_seconds=0.0,  # one call per sample: the pairs are single calls
+            )
     finally:
         eager.train(was[0])
         compiled.train(was[1])
-    ratios = sorted(e / c for e, c in zip(eager_times, compiled_times, strict=True) if c > 0)
-    ratio_q1, ratio_q3 = _quartiles(ratios)
+    eager_s, compiled_s = timings["eager"], timings["compiled"]
+    ratios = None
+    if any(s > 0 for s in compiled_s.samples):
+        ratios = paired_ratio(eager_s, compiled_s)
     return SpeedCheck(
         batch_size=int(obs.shape[0]),
-        samples=len(eager_times),
-        eager_ms=statistics.median(eager_times) * 1e3,
-        compiled_ms=statistics.median(compiled_times) * 1e3,
-        eager_iqr_ms=_iqr(eager_times) * 1e3,
-        compiled_iqr_ms=_iqr(compiled_times) * 1e3,
-        ratio_median=statistics.median(ratios) if ratios else None,
-        ratio_q1=ratio_q1,
-        ratio_q3=ratio_q3,
+        samples=eager_s.n,
+        eager_ms=eager_s.median * 1e3,
+        compiled_ms=compiled_s.median * 1e3,
+        eager_iqr_ms=eager_s.iqr * 1e3,
+        compiled_iqr_ms=compiled_s.iqr * 1e3,
+        ratio_median=ratios.median if ratios is not None else None,
+        ratio_q1=ratios.q1 if ratios is not None else None,
+        ratio_q3=ratios.q3 if ratios is not None else None,
     )
-
-
-def _quartiles(samples: list[float]) -> tuple[float | None, float | None]:
-    if not samples:
-        return None, None
-    if len(samples) < 2:
-        return samples[0], samples[0]
-    quartiles = statistics.quantiles(samples, n=4, method="inclusive")
-    return quartiles[0], quartiles[2]

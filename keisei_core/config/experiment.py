@@ -107,6 +107,14 @@ class BenchSettings:
     )
     target_iqr_ratio: float = attrs.field(default=0.05, validator=_finite_between(0.0, 100.0, low_inclusive=False))
     threads: int | None = attrs.field(default=None, validator=_int_between(1, MAX_THREADS))
+    # Where the cells run (keisei_core.bench.executors): in this process, or each
+    # (model, strategy, mode) group in a fresh child process, so a crash or an
+    # out-of-memory kill of one group is recorded on its cells and the run goes on.
+    executor: Literal["in-process", "child-process"] = "in-process"
+    # The child-process executor's bound on one group (its build, compile and cells).
+    child_timeout_seconds: float = attrs.field(
+        default=3600.0, validator=_finite_between(0.0, MAX_SECONDS, low_inclusive=False)
+    )
 
 
 @attrs.frozen

@@ -27,7 +27,12 @@ def configure(parser: argparse.ArgumentParser) -> None:
         "--wandb", choices=("offline", "online", "disabled"),
         help="W&B tracking mode (default: the config's wandb.mode, itself offline by default)",
     )
-    parser.add_argument("--no-progress", action="store_true", help="no progress bar on stderr")
+    parser.add_argument(
+        "--progress", action=argparse.BooleanOptionalAction, default=None,
+        help="a progress line on stderr: cells done/total, the current cell, elapsed, ETA "
+        "(default: on when stderr is a terminal)",
+    )
+
     parser.add_argument(
         "--shard", metavar="I/N",
         help="run only the I-th of N deterministic shares of the matrix (merge them with keisei merge)",
@@ -90,9 +95,10 @@ def run(ctx: CliContext) -> int:
 
         tracker = bench.WandbReporter(WandbTracker(config.wandb, out_dir, run_name=run_name), table, plots)
         reporters.append(tracker)
+    progress = ctx.args.progress if ctx.args.progress is not None else sys.stderr.isatty()
     results = bench.run(
         config, host=host, reporters=reporters, out_dir=out_dir, config_path=path,
-        plugins=ctx.args.plugins or [], progress=not ctx.args.no_progress, run_name=run_name, shard=shard,
+        plugins=ctx.args.plugins or [], progress=progress, run_name=run_name, shard=shard,
     )
     print(table.header)
     print(table.table)

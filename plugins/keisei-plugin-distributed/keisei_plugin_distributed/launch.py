@@ -186,7 +186,7 @@ FORKSERVER_PRELOAD = [
     "torch.distributed",
     "torch._dynamo",  # imported by the first optimizer step: seconds per rank otherwise
     "keisei_core.bench.child",
-    "keisei_core.bench.timing",
+    "keisei_core.timing",
     "keisei_core.plugins",
     "keisei_plugin_distributed.worker",
 ]

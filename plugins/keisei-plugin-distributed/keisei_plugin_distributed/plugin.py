@@ -9,7 +9,7 @@ from __future__ import annotations
 from keisei_core.plugin import CommandRegister, CommandSpec, ProbeRegister, ProbeSpec, hookimpl
 from keisei_plugin_distributed.options import PROBE_NAME, DdpOptions
 
-KEISEI_PLUGIN_API = "1.0"
+KEISEI_PLUGIN_API = "1.2"  # run_bench, Executor, Reporter (1.2)
 
 
 @hookimpl

@@ -1,14 +1,18 @@
 """``torchrun ... -m keisei_plugin_distributed.torchrun CONFIG``: train-step-ddp on many GPUs or hosts.
 
 torchrun starts one process per GPU on every node and sets ``RANK``, ``LOCAL_RANK``,
-``WORLD_SIZE``, ``MASTER_ADDR`` and ``MASTER_PORT``; this module joins that process group
-(``env://``) and measures ``train-step-ddp`` for every (model, strategy, batch size) of a
-keisei bench config, one cell after another, with the same per-rank code as the local
-probe (:func:`keisei_plugin_distributed.worker.run_cell_in_group`). Other probes named
-in the config are ignored: this runner measures the distributed step only.
+``WORLD_SIZE``, ``MASTER_ADDR`` and ``MASTER_PORT``. Every rank calls
+``keisei_core.bench.run`` (the pipeline of ``keisei bench``: validation, planning, results,
+reporters) with a :class:`RankExecutor`, which keeps only what is rank-specific: it joins
+that process group (``env://``), measures ``train-step-ddp`` for every (model, strategy,
+batch size) of the config with the same per-rank code as the local probe
+(:func:`keisei_plugin_distributed.worker.run_cell_in_group`), lets rank 0 alone write the
+results and meets the other ranks at a barrier at the end. Other probes named in the
+config are ignored: this runner measures the distributed step only.
 
 Rank 0 writes a keisei results file (``--out DIR``/results.json, rewritten atomically
-after each cell), so ``keisei compare`` and ``keisei merge`` read it like any other.
+after each cell, and ``table.txt`` at the end), so ``keisei compare`` and ``keisei
+merge`` read it like any other.
 A cell no rank can build, or a strategy that cannot train, is recorded (``failed`` /
 ``skipped``) and the run goes on -- every rank agrees on that before going further. A
 rank that dies or raises *during* the measured steps ends the job: torchrun stops the
@@ -30,12 +34,12 @@ from __future__ import annotations
 import argparse
 import os
 import sys
-from collections.abc import Sequence
-from datetime import datetime, timedelta
+from collections.abc import Iterator, Sequence
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from keisei_core.plugin import KeiseiError
+from keisei_core.plugin import Executor, KeiseiError, Reporter
 from keisei_plugin_distributed.options import (
     PROBE_NAME,
     DistributedProbeError,
@@ -44,6 +48,8 @@ from keisei_plugin_distributed.options import (
 )
 
 EXIT_USAGE = 2
+EXIT_INTERRUPTED = 130
+EXIT_TERMINATED = 143
 TORCHRUN_VARIABLES = ("RANK", "LOCAL_RANK", "WORLD_SIZE", "MASTER_ADDR", "MASTER_PORT")
 
 
@@ -103,122 +109,121 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def run(args: argparse.Namespace) -> int:
+    """Join torchrun's process group and run the config's matrix through ``keisei_core.bench.run``
+    with a :class:`RankExecutor`: the pipeline plans, validates and records the cells; what
+    is rank-specific lives in the executor."""
     import attrs
-    import torch
-    import torch.distributed as dist
 
-    from keisei_core.plugin import (
-        BenchEngine,
-        PluginHost,
-        Results,
-        config_fingerprint,
-        environment_manifest,
-        experiment_to_dict,
-        load_average,
-        load_experiment,
-    )
+    from keisei_core.plugin import TableReporter, load_experiment, run_bench
 
     rank, local_rank, world_size = torchrun_environment()
     config = load_experiment(args.config, args.overrides)
-    options = parse_options(config.probe_options.get(PROBE_NAME))
-    threads = config.bench.threads or torch.get_num_threads()
-    gpus = torch.cuda.device_count() if config.device == "cuda" else 0
-    plan = resolve_plan(options, device=config.device, threads=threads, gpus=gpus)
-    # torchrun decides how many ranks there are; the option only applies to local launches.
-    plan = attrs.evolve(plan, world_size=world_size)
-    plugins = [*args.plugins, *config.plugins]
-    host = PluginHost(plugins, warn=lambda _message: None).load()
-    engine = BenchEngine(config, host, Path("unused"), config_path=args.config, plugins=plugins, progress=False)
-    engine.validate()  # the same one-line errors as keisei bench, on every rank, before any collective
-
-    init: dict[str, Any] = {}
-    if plan.backend == "nccl":
-        torch.cuda.set_device(local_rank)
-        init["device_id"] = torch.device("cuda", local_rank)
-    dist.init_process_group(plan.backend, timeout=timedelta(seconds=plan.timeout_seconds), **init)
-    try:
-        hosts: list[Any] = [None] * world_size
-        dist.all_gather_object(hosts, os.uname().nodename)
-        results = None
-        if rank == 0:
-            name = f"{config.name}-ddp-{datetime.now().strftime('%Y%m%d-%H%M%S')}"
-            out = Path(args.out) if args.out else Path(config.output_dir) / name
-            manifest = environment_manifest(host, threads=plan.threads_per_rank, device=config.device)
-            manifest.update(world_size=world_size, backend=plan.backend, launcher="torchrun", hosts=hosts)
-            results = Results(
-                run={
-                    "name": name, "status": "running", "started": _now(), "finished": None,
-                    "config_path": args.config, "config": experiment_to_dict(config),
-                    "config_fingerprint": config_fingerprint(config), "shard": None,
-                    "probe": PROBE_NAME,
-                },
-                manifest=manifest,
-                path=out / "results.json",
-            )
-            results.save()
-        try:
-            for cell in _cells(config, host, plan, plugins, local_rank):
-                if results is not None:
-                    results.append(cell)
-                    print(f"keisei: {cell.model_label}/{cell.strategy}/b{cell.batch_size}: {_describe(cell)}",
-                          file=sys.stderr, flush=True)
-        except BaseException:
-            if results is not None:
-                results.run.update(status="failed", finished=_now())
-                results.save()
-            raise
-        if results is not None:
-            results.manifest["load_average_at_end"] = load_average()
-            results.run.update(status="complete", finished=_now())
-            results.save()
-            print(f"results: {results.path}", file=sys.stderr)
-    finally:
-        dist.destroy_process_group()
+    # This runner measures the distributed step only: other probes of the config are not its.
+    config = attrs.evolve(config, probes=[PROBE_NAME])
+    name = f"{config.name}-ddp-{datetime.now().strftime('%Y%m%d-%H%M%S')}"
+    out = Path(args.out) if args.out else Path(config.output_dir) / name
+    executor = RankExecutor(rank=rank, local_rank=local_rank, world_size=world_size)
+    reporters: list[Any] = [CellLines(), TableReporter(out)] if rank == 0 else []
+    results = run_bench(
+        config, config_path=args.config, plugins=list(args.plugins), executor=executor,
+        reporters=reporters, out_dir=out, run_name=name,
+    )
+    if rank == 0:
+        print(f"results: {out / 'results.json'}", file=sys.stderr)
+    if results.run.get("status") == "interrupted":  # as keisei bench: 128 + the signal
+        return EXIT_TERMINATED if results.run.get("signal") == "SIGTERM" else EXIT_INTERRUPTED
     return 0
 
 
-def _cells(config: Any, host: Any, plan: Any, plugins: list[str], local_rank: int) -> Any:
-    """Each (model, strategy, batch size) cell, measured by every rank together."""
-    import time
+class RankExecutor(Executor):
+    """Runs every cell across the ranks of torchrun's process group.
 
-    from keisei_core.plugin import (
-        CellRecord,
-        StrategyUnsupported,
-        check_support,
-        options_as_dict,
-        report_from_data,
-        resolve_options,
-    )
-    from keisei_plugin_distributed.probe import cell_task, summary_to_result
-    from keisei_plugin_distributed.worker import CellBuildFailed, run_cell_in_group
+    ``start`` joins the group (``env://``) and gathers the ranks' hosts for the manifest;
+    each cell is measured by every rank together (:func:`keisei_plugin_distributed.worker.run_cell_in_group`);
+    only rank 0 writes the results file; ``close`` waits for every rank at a barrier
+    after a complete run, then leaves the group."""
 
-    for entry in config.models:
-        spec = host.models.get(entry.name)
-        options = options_as_dict(resolve_options(spec, entry.options))
-        for strategy in config.strategies:
-            for batch_size in config.batch_sizes:
-                cell = CellRecord(
-                    model=entry.name, model_label=entry.display_name, model_options=options, strategy=strategy,
-                    probe=PROBE_NAME, batch_size=batch_size, device=config.device, dtype=config.dtype, status="ok",
+    name = "torchrun"
+
+    def __init__(self, *, rank: int, local_rank: int, world_size: int) -> None:
+        self.rank, self.local_rank, self.world_size = rank, local_rank, world_size
+        self.writes_results = rank == 0
+        self.plan: Any = None
+
+    def start(self, config: Any, host: Any) -> dict[str, Any]:
+        from datetime import timedelta
+
+        import attrs
+        import torch
+        import torch.distributed as dist
+
+        options = parse_options(config.probe_options.get(PROBE_NAME))
+        threads = config.bench.threads or torch.get_num_threads()
+        gpus = torch.cuda.device_count() if config.device == "cuda" else 0
+        # torchrun decides how many ranks there are; the option only applies to local launches.
+        plan = resolve_plan(options, device=config.device, threads=threads, gpus=gpus)
+        self.plan = attrs.evolve(plan, world_size=self.world_size)
+        init: dict[str, Any] = {}
+        if self.plan.backend == "nccl":
+            torch.cuda.set_device(self.local_rank)
+            init["device_id"] = torch.device("cuda", self.local_rank)
+        dist.init_process_group(self.plan.backend, timeout=timedelta(seconds=self.plan.timeout_seconds), **init)
+        hosts: list[Any] = [None] * self.world_size
+        dist.all_gather_object(hosts, os.uname().nodename)
+        return {
+            "threads": self.plan.threads_per_rank, "world_size": self.world_size,
+            "backend": self.plan.backend, "launcher": "torchrun", "hosts": hosts,
+        }
+
+    def run_group(self, job: Any) -> Iterator[Any]:
+        import time
+
+        from keisei_core.plugin import report_from_data
+        from keisei_plugin_distributed.probe import cell_task, summary_to_result
+        from keisei_plugin_distributed.worker import CellBuildFailed, run_cell_in_group
+
+        unsupported = job.unsupported_reason()  # the same on every rank: nothing runs
+        for probe, batch_size in job.cells:
+            job.activity(f"{job.label}/b{batch_size}/{probe.name}")
+            cell = job.new_cell(probe, batch_size)
+            start = time.perf_counter()
+            if unsupported is not None:
+                cell.status, cell.reason = "skipped", unsupported
+            else:
+                config = job.config
+                task = cell_task(
+                    model=job.entry.name, options=dict(job.entry.options), strategy=job.strategy,
+                    batch_size=batch_size, device=config.device, dtype=config.dtype, seed=config.seed,
+                    settings=attrs_dict(config.bench), plugins=job.plugins, plan=self.plan,
                 )
-                start = time.perf_counter()
                 try:
-                    check_support(host, strategy, device=config.device, dtype=config.dtype, training=True)
-                    task = cell_task(
-                        model=entry.name, options=dict(entry.options), strategy=strategy, batch_size=batch_size,
-                        device=config.device, dtype=config.dtype, seed=config.seed,
-                        settings=attrs_dict(config.bench), plugins=plugins, plan=plan,
-                    )
-                    summary = run_cell_in_group(task, local_rank=local_rank)
-                    cell.result = summary_to_result(summary, batch_size=batch_size, plan=plan, launcher="torchrun")
+                    summary = run_cell_in_group(task, local_rank=self.local_rank)
+                    cell.result = summary_to_result(summary, batch_size=batch_size, plan=self.plan, launcher="torchrun")
                     report = summary.get("compile_report")  # data from the ranks' result file
                     cell.compile_report = report_from_data(report) if report is not None else None
-                except StrategyUnsupported as exc:  # the same on every rank: nothing ran
-                    cell.status, cell.reason = "skipped", str(exc)
                 except CellBuildFailed as exc:  # every rank raised it together
                     cell.status, cell.reason = "failed", f"{type(exc).__name__}: {exc}"
-                cell.duration_seconds = round(time.perf_counter() - start, 3)
-                yield cell
+            cell.duration_seconds = round(time.perf_counter() - start, 3)
+            yield cell
+
+    def close(self, completed: bool) -> None:
+        import torch.distributed as dist
+
+        if not dist.is_initialized():
+            return
+        try:
+            if completed:  # a rank that broke off would leave the others waiting here
+                dist.barrier()
+        finally:
+            dist.destroy_process_group()
+
+
+class CellLines(Reporter):
+    """Rank 0's line per finished cell on stderr (the job's log under a scheduler)."""
+
+    def on_cell(self, cell: Any, results: Any) -> None:
+        print(f"keisei: {cell.model_label}/{cell.strategy}/b{cell.batch_size}: {_describe(cell)}",
+              file=sys.stderr, flush=True)
 
 
 def attrs_dict(value: Any) -> dict[str, Any]:
@@ -234,12 +239,6 @@ def _describe(cell: Any) -> str:
     efficiency = extra.get("scaling_efficiency")
     tail = f", scaling efficiency {efficiency:.2f}" if efficiency is not None else ""
     return f"{cell.value:.1f} samples/s on {extra['world_size']} ranks ({extra['backend']}){tail}"
-
-
-def _now() -> str:
-    from keisei_core.plugin import now_iso
-
-    return now_iso()
 
 
 if __name__ == "__main__":  # pragma: no cover - the torchrun entry point

@@ -9,7 +9,7 @@ on a :class:`ActorCriticDDP`: DistributedDataParallel around the strategy-applie
 (a compiled model sits *inside* DDP), exposing ``evaluate_actions`` so the engine's loss
 code runs unchanged while every backward all-reduces the gradients.
 
-Timing is the engine's adaptive loop (``keisei_core.bench.timing.measure``: warm-up until
+Timing is the engine's adaptive loop (``keisei_core.timing.measure``: warm-up until
 stable, samples until the IQR target or the budget) fed with an *agreed clock*: every
 clock reading is all-reduced (max) across ranks, so every rank sees the same times, makes
 the same warm-up and stopping decisions and runs the same number of steps -- collectives

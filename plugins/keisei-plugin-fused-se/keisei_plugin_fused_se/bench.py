@@ -150,12 +150,12 @@ def run_model(args: argparse.Namespace) -> dict[str, Any]:
         build_model,
         measure_interleaved,
         model_shapes,
+        paired_ratio,
         ppo_step,
     )
     from keisei_plugin_fused_se.errors import FusedSEError
     from keisei_plugin_fused_se.module import fuse_se_units
     from keisei_plugin_fused_se.ops import cpu_kernel_isa, require_kernels
-    from keisei_plugin_fused_se.unit_timing import paired_ratio
 
     require_kernels(args.device)
     if args.threads is not None:

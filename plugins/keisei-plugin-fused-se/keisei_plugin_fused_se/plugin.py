@@ -19,7 +19,7 @@ from keisei_core.plugin import (
 from keisei_plugin_fused_se.probe import run_se_op
 from keisei_plugin_fused_se.strategy import apply_fused_se
 
-KEISEI_PLUGIN_API = "1.1"
+KEISEI_PLUGIN_API = "1.2"  # SEFunction (1.1), paired_ratio and time_calls (1.2)
 
 
 @hookimpl

@@ -19,7 +19,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from keisei_core.plugin import ProbeContext, ProbeResult, ProbeUnsupported
+from keisei_core.plugin import ProbeContext, ProbeResult, ProbeUnsupported, paired_ratio
 
 
 def _cache_key(context: ProbeContext) -> str:
@@ -63,7 +63,7 @@ def run_se_op(context: ProbeContext) -> ProbeResult:
     train_times = context.time_interleaved(train)
     train_faults = unit_timing.page_faults_per_call(train, sync=sync)
 
-    headline = unit_timing.paired_ratio(forward_times["eager"], forward_times["fused"])
+    headline = paired_ratio(forward_times["eager"], forward_times["fused"])
     extra: dict[str, Any] = {
         "unit": captured.name,
         "se_units_in_model": captured.units_in_model,

@@ -4,13 +4,14 @@ by torch.compile (inductor), and the fused operator. Shared by the ``se-op`` pro
 
 The forms are private copies of one unit (same weights) and run on the same inputs;
 timings are interleaved (rounds in shuffled order), so ratios pair up round by round and
-drift on a shared machine hits every form alike.
+drift on a shared machine hits every form alike. All timing goes through the core's one
+timing primitive (``measure_interleaved``, ``paired_ratio`` and ``time_calls`` of the
+plugin API); nothing here reads a clock itself.
 """
 
 from __future__ import annotations
 
 import copy
-import time
 from collections.abc import Callable, Mapping
 from typing import Any
 
@@ -18,7 +19,7 @@ import attrs
 import torch
 from torch import Tensor, nn
 
-from keisei_core.plugin import SEUnit, Statistics, summarize
+from keisei_core.plugin import SEUnit, Statistics, paired_ratio, time_calls
 from keisei_plugin_fused_se.module import FusedSEUnit, unfusable_reason
 
 FORMS = ("eager", "compiled", "fused")
@@ -108,14 +109,7 @@ def train_calls(
 
 def first_calls(calls: Mapping[str, Callable[[], Any]], sync: Callable[[], None] | None = None) -> dict[str, float]:
     """Seconds of each form's first call (the compiled form compiles there)."""
-    seconds: dict[str, float] = {}
-    for name, fn in calls.items():
-        start = time.perf_counter()
-        fn()
-        if sync is not None:
-            sync()
-        seconds[name] = time.perf_counter() - start
-    return seconds
+    return {name: time_calls(fn, 1, sync=sync) for name, fn in calls.items()}
 
 
 def page_faults_per_call(
@@ -147,18 +141,6 @@ def max_difference(forms: Mapping[str, nn.Module], y: Tensor, residual: Tensor) 
         eager = forms["eager"](y, residual).float()
         fused = forms["fused"](y, residual).float()
     return float((fused - eager).abs().max().item())
-
-
-def paired_ratio(numerator: Statistics, denominator: Statistics) -> Statistics:
-    """Per-round ratios numerator/denominator of two interleaved timings."""
-    ratios = [a / b for a, b in zip(numerator.samples, denominator.samples, strict=False) if b > 0]
-    return summarize(
-        ratios,
-        unit="x",
-        warmup_samples=denominator.warmup_samples,
-        calls_per_sample=denominator.calls_per_sample,
-        stop_reason=denominator.stop_reason,
-    )
 
 
 def summary(timings: Mapping[str, Statistics]) -> dict[str, float]:

@@ -1,4 +1,12 @@
-"""Timing loops: warm up until stable, then sample adaptively (one callable or interleaved A/B).
+"""The one timing primitive: warm up until stable, then sample adaptively (one callable
+or several interleaved).
+
+Shared by every measurement of keisei: the bench probes (``context.time`` and
+``context.time_interleaved``), the speed check of ``compile_model``
+(:mod:`keisei_core.compile.speed`) and the fused-SE plugin's tools (through
+:mod:`keisei_core.plugin`). It sits in the foundation layer, torch-free (numpy for the
+quantiles), so the compile layer can use it without importing the bench layer.
+docs/benchmarking.md says why it is not ``torch.utils.benchmark.Timer`` (interleaving).
 
 What the loops do, and why (after torch.utils.benchmark's ``blocked_autorange`` and pyperf):
 - Warm-up makes one call (compilation, allocator growth: never a sample), then runs the
@@ -9,12 +17,15 @@ What the loops do, and why (after torch.utils.benchmark's ``blocked_autorange`` 
   and loop overhead stay negligible; a sample is the mean call time of one block.
 - Sampling stops when there are at least ``min_samples`` and the IQR/median is under
   ``target_iqr_ratio`` (``stable``), the time budget is spent (``budget``), or
-  ``max_samples`` is reached. Nothing is dropped (see :mod:`keisei_core.bench.stats`).
+  ``max_samples`` is reached. Nothing is dropped (see :mod:`keisei_core.stats`).
 - ``sync`` (e.g. ``torch.cuda.synchronize``) runs before the clock is read at both ends
   of a block, so asynchronous GPU work is inside the measured time.
 - :func:`measure_interleaved` times several callables in rounds whose order is shuffled
   every round (never baseline-always-first), so drift (thermal, other processes) hits
-  every contender alike.
+  every contender alike; sample ``i`` of every contender comes from round ``i``, so
+  :func:`paired_ratio` can pair them.
+- ``target_iqr_ratio=None`` never stops on stability (the speed check samples until its
+  budget); ``warmup_calls`` sets a minimum number of warm-up calls.
 """
 
 from __future__ import annotations
@@ -25,7 +36,7 @@ import time
 from collections.abc import Callable, Mapping
 from typing import Any
 
-from keisei_core.bench.stats import Statistics, is_stable, quantile, summarize
+from keisei_core.stats import Statistics, is_stable, quantile, summarize
 
 MIN_BLOCK_SECONDS = 0.005
 WARMUP_WINDOW = 3
@@ -37,6 +48,27 @@ Clock = Callable[[], float]
 
 def _no_sync() -> None:
     return None
+
+
+def time_calls(
+    fn: Callable[[], Any],
+    calls: int = 1,
+    *,
+    clock: Clock = time.perf_counter,
+    sync: Callable[[], None] | None = None,
+) -> float:
+    """Mean seconds per call over ``calls`` back-to-back calls of ``fn``, with ``sync``
+    (e.g. ``torch.cuda.synchronize``) before the clock is read at both ends: the block
+    every loop here is made of, and the one way to time a single (first) call."""
+    if calls < 1:
+        raise ValueError(f"time_calls needs at least one call, got {calls}")
+    wait = sync or _no_sync
+    wait()
+    start = clock()
+    for _ in range(calls):
+        fn()
+    wait()
+    return (clock() - start) / calls
 
 
 class _Timed:
@@ -54,23 +86,17 @@ class _Timed:
         self.samples: list[float] = []
 
     def block(self, calls: int) -> float:
-        """Mean seconds per call over ``calls`` back-to-back calls."""
-        self.sync()
-        start = self.clock()
-        for _ in range(calls):
-            self.fn()
-        self.sync()
-        return (self.clock() - start) / calls
+        return time_calls(self.fn, calls, clock=self.clock, sync=self.sync)
 
-    def warm_up(self, warmup_seconds: float) -> None:
+    def warm_up(self, warmup_seconds: float, warmup_calls: int = 1) -> None:
         times = [self.block(1)]  # the first call (compilation, allocation) is never a sample
         start = self.clock()  # ... nor does it eat into the warm-up time
         cap = warmup_seconds * WARMUP_CAP_FACTOR
         while True:
             elapsed = self.clock() - start
-            if elapsed >= cap:
-                break
-            if elapsed >= warmup_seconds and _windows_agree(times):
+            if len(times) >= warmup_calls and (
+                elapsed >= cap or (elapsed >= warmup_seconds and _windows_agree(times))
+            ):
                 break
             times.append(self.block(1))
         self.warmup_samples = len(times)
@@ -108,12 +134,12 @@ def _stop_reason(
     min_samples: int,
     max_samples: int,
     budget: float,
-    target: float,
+    target: float | None,
 ) -> str | None:
     counts = [len(s) for s in samples_of]
     if min(counts) < min_samples:
         return None
-    if all(is_stable(s, target) for s in samples_of):
+    if target is not None and all(is_stable(s, target) for s in samples_of):
         return "stable"
     if elapsed >= budget:
         return "budget"
@@ -129,17 +155,18 @@ def measure(
     min_samples: int,
     max_samples: int,
     time_budget_seconds: float,
-    target_iqr_ratio: float,
+    target_iqr_ratio: float | None,
     sync: Callable[[], None] | None = None,
     clock: Clock = time.perf_counter,
     min_block_seconds: float = MIN_BLOCK_SECONDS,
+    warmup_calls: int = 1,
 ) -> Statistics:
     """Seconds per call of ``fn`` (see the module docstring for the procedure).
 
     ``min_block_seconds=0`` times every call on its own (latency distributions, where
     block means would hide the tail)."""
     timed = _Timed(fn, clock, sync or _no_sync, min_block_seconds)
-    timed.warm_up(warmup_seconds)
+    timed.warm_up(warmup_seconds, warmup_calls)
     start = clock()
     while True:
         timed.sample()
@@ -162,11 +189,12 @@ def measure_interleaved(
     min_samples: int,
     max_samples: int,
     time_budget_seconds: float,
-    target_iqr_ratio: float,
+    target_iqr_ratio: float | None,
     sync: Callable[[], None] | None = None,
     clock: Clock = time.perf_counter,
     seed: int = 0,
     min_block_seconds: float = MIN_BLOCK_SECONDS,
+    warmup_calls: int = 1,
 ) -> dict[str, Statistics]:
     """Seconds per call of each callable, sampled in rounds of shuffled order.
 
@@ -180,7 +208,7 @@ def measure_interleaved(
     rng = random.Random(seed)
     rng.shuffle(order)
     for name in order:
-        timed[name].warm_up(warmup_seconds)
+        timed[name].warm_up(warmup_seconds, warmup_calls)
     start = clock()
     budget = time_budget_seconds * len(timed)
     while True:
@@ -197,3 +225,23 @@ def measure_interleaved(
         )
         if reason is not None:
             return {name: t.statistics(reason) for name, t in timed.items()}
+
+
+def paired_ratio(numerator: Statistics, denominator: Statistics) -> Statistics:
+    """Statistics of the round-by-round ratios numerator/denominator of two contenders of
+    one :func:`measure_interleaved` call (sample ``i`` of each is from round ``i``): the
+    ratio of calls timed back to back, so drift between rounds cancels out."""
+    if numerator.n != denominator.n:
+        raise ValueError(
+            f"paired_ratio needs samples from the same rounds, got {numerator.n} and {denominator.n}"
+        )
+    ratios = [a / b for a, b in zip(numerator.samples, denominator.samples, strict=True) if b > 0]
+    if not ratios:
+        raise ValueError("paired_ratio: no round with a positive denominator")
+    return summarize(
+        ratios,
+        unit="x",
+        warmup_samples=denominator.warmup_samples,
+        calls_per_sample=denominator.calls_per_sample,
+        stop_reason=denominator.stop_reason,
+    )

@@ -1,4 +1,4 @@
-"""Robust summary statistics of timing samples (pure Python: no torch, no numpy).
+"""Robust summary statistics of timing samples (no torch; numpy computes the quantiles).
 
 The original Keisei benchmarker dropped samples beyond two standard deviations and
 reported mean and std only (defect 5). Here nothing is dropped: the summary leads with
