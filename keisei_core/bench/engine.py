@@ -318,7 +318,7 @@ class BenchEngine:
         batch_size: int,
         *,
         model_options: Mapping[str, Any] | None = None,
-        report: dict[str, Any] | None = None,
+        report: CompileReport | None = None,
     ) -> CellRecord:
         """An ``ok`` record of one cell; the model options default to the entry's,
         resolved against the model's option class (what a built model would carry)."""
