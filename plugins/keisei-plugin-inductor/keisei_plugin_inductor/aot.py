@@ -34,6 +34,7 @@ from keisei_core.plugin import (
     build_atomically,
     forward_wrappers,
 )
+from keisei_plugin_inductor.exported import export_dynamic, mark_stale_on_load, steps_aside
 
 STRATEGY = "aot-inductor"
 
@@ -90,48 +91,16 @@ class AotPackage:
         return reused
 
     def _export(self, module: nn.Module) -> Any:
-        was_training = module.training
-        module.eval()
-        self.exporting = True
-        try:
-            with torch.no_grad():
-                return torch.export.export(
-                    _Observing(module), (self.example,), dynamic_shapes={"obs": {0: torch.export.Dim.DYNAMIC}}
-                )
-        finally:
-            self.exporting = False
-            module.train(was_training)
-
-
-class _Observing(nn.Module):
-    """A one-argument view of the model for torch.export: a wrapped ``forward`` takes
-    ``*args``, which torch.export cannot match a named dynamic batch dimension against."""
-
-    def __init__(self, model: nn.Module) -> None:
-        super().__init__()
-        self.model = model
-
-    def forward(self, obs: torch.Tensor) -> Any:
-        return self.model(obs)
+        return export_dynamic(module, self.example, self)
 
 
 def aot_forward(module: nn.Module, inner: Any, obs: torch.Tensor, *args: Any, package: AotPackage, **kwargs: Any) -> Any:
-    if package.exporting:  # torch.export is tracing the eager forward underneath
+    if steps_aside(STRATEGY, module, package, args, kwargs):
         return inner(obs, *args, **kwargs)
-    if module.training:
-        raise InputError("an aot-inductor model runs inference only (eval mode); call model.eval()")
-    if args or kwargs:
-        raise InputError("an aot-inductor model takes the observations only")
     if package.stale or package.runner is None:
         package.ensure(module)
     # (logits, value) and, for multi-head models, their extra heads (keisei_core.heads).
     return tuple(package.runner(obs))
-
-
-def _weights_changed(module: nn.Module, _incompatible_keys: Any) -> None:
-    for wrapper in getattr(module, "keisei_forward_wrappers", ()):
-        if isinstance(wrapper, functools.partial) and isinstance(wrapper.keywords.get("package"), AotPackage):
-            wrapper.keywords["package"].stale = True
 
 
 def compile_aot(model: nn.Module, context: StrategyContext) -> nn.Module:
@@ -141,5 +110,5 @@ def compile_aot(model: nn.Module, context: StrategyContext) -> nn.Module:
     context.record("warm_start", reused)
     context.record("aot_package", str(package.path))
     add_forward_wrapper(model, functools.partial(aot_forward, package=package))
-    model.register_load_state_dict_post_hook(_weights_changed)
+    mark_stale_on_load(model, "package", AotPackage)
     return model
