@@ -95,12 +95,16 @@ class OpenVinoRunner:
         return f"OpenVinoRunner({self.strategy}, {self.precision_hint})"
 
     # -- building --------------------------------------------------------------------------
+    def key_extra(self) -> dict[str, Any]:
+        """What else decides the IR's bytes, for the cache key (a subclass's quantizer)."""
+        return {}
+
     def ensure(self, module: nn.Module) -> bool:
         """Load (or convert and store) the IR for the module's current weights and compile
         it. Returns whether a cached IR was reused; what happened goes into ``facts``."""
         import openvino as ov
 
-        key = ir_key(module, self.context, self.strategy, self.wrappers, self.observation)
+        key = ir_key(module, self.context, self.strategy, self.wrappers, self.observation, **self.key_extra())
         paths = IrPaths.for_key(self.context, self.strategy, key)
         converted, why = load_cached(paths, key)
         facts: dict[str, Any] = {"artifact": str(paths.xml)}

@@ -21,7 +21,8 @@ from keisei_plugin_openvino.convert import CONVERTER, openvino_version
 from keisei_plugin_openvino.errors import InferenceOnlyError, OpenVinoStrategyError
 from keisei_plugin_openvino.runtime import OpenVinoRunner, export_example, openvino_forward
 
-PRECISION_HINTS = {"openvino": "f32", "openvino-bf16": "bf16"}
+# openvino-int8 (module .int8): what NNCF leaves in float computes in f32, not the bf16 default.
+PRECISION_HINTS = {"openvino": "f32", "openvino-bf16": "bf16", "openvino-int8": "f32"}
 
 
 def _check_cell(strategy: str, model: nn.Module, context: StrategyContext) -> None:
@@ -52,7 +53,10 @@ def _observation_shape(model: nn.Module, example: torch.Tensor | None) -> tuple[
     return model_shapes(model).observation
 
 
-def apply_openvino(model: nn.Module, context: StrategyContext, *, strategy: str = "openvino") -> nn.Module:
+def apply_openvino(
+    model: nn.Module, context: StrategyContext, *, strategy: str = "openvino",
+    runner_class: type[OpenVinoRunner] = OpenVinoRunner,
+) -> nn.Module:
     """Compile ``model`` (a private copy, changed in place) with OpenVINO's CPU plugin."""
     hint = PRECISION_HINTS.get(strategy)
     if hint is None:
@@ -60,7 +64,7 @@ def apply_openvino(model: nn.Module, context: StrategyContext, *, strategy: str 
     _check_cell(strategy, model, context)
     model.eval()
     shape = _observation_shape(model, context.example_obs)
-    runner = OpenVinoRunner(
+    runner = runner_class(
         context, strategy, hint, shape, forward_wrappers(model),
         export_example(context.example_obs, shape), torch.get_num_threads(),
     )
