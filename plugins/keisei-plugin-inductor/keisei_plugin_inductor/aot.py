@@ -3,7 +3,9 @@ AOTInductor into a ``.pt2`` package, and cache the package on disk.
 
 The package lives at ``<cache>/aot-inductor/<key>.pt2`` where the key hashes the model's
 name and options, its weights, the torch version, device, dtype and the composition
-(:func:`keisei_core.compile.artifact_key`). A second run with the same key loads the
+(:func:`keisei_core.compile.artifact_key`), beside a ``<key>.json`` sidecar with its
+SHA-256: a package the sidecar does not vouch for is rebuilt with one warning
+(:mod:`keisei_plugin_inductor.package_cache`). A second run with the same key loads the
 package in milliseconds instead of compiling for a minute, and records
 ``warm_start=True`` and the package path in the compile report.
 
@@ -30,11 +32,10 @@ from keisei_core.plugin import (
     StrategyContext,
     add_forward_wrapper,
     artifact_key,
-    artifact_path,
-    build_atomically,
     forward_wrappers,
 )
 from keisei_plugin_inductor.exported import export_dynamic, mark_stale_on_load, steps_aside
+from keisei_plugin_inductor.package_cache import PackageEntry, load_or_build
 
 STRATEGY = "aot-inductor"
 
@@ -76,17 +77,15 @@ class AotPackage:
         """Load the package for the module's current weights, building it if absent.
         Returns whether an existing package was reused."""
         key = artifact_key(module, self.context, STRATEGY, wrappers=self.wrappers, batch_dim="dynamic")
-        path = artifact_path(self.context, STRATEGY, key, ".pt2")
-        reused = path.exists()
+        entry = PackageEntry.for_key(self.context, STRATEGY, key)
+
+        def build(temporary: Path) -> None:
+            torch._inductor.aoti_compile_and_package(self._export(module), package_path=str(temporary))
+
+        self.runner, reused, _ = load_or_build(entry, key, build, {"strategy": STRATEGY}, label=STRATEGY)
         if not reused:
-            program = self._export(module)
-            build_atomically(
-                path,
-                lambda temporary: torch._inductor.aoti_compile_and_package(program, package_path=str(temporary)),
-            )
             self.builds += 1
-        self.runner = torch._inductor.aoti_load_package(str(path))
-        self.path = path
+        self.path = entry.package
         self.stale = False
         return reused
 
