@@ -51,19 +51,6 @@ def cpu_model() -> str:
     return platform.processor() or platform.machine()
 
 
-def has_int8_dot_product() -> bool:
-    """Whether the CPU has VNNI (AVX512_VNNI, AVX_VNNI) or AMX-INT8. Without them oneDNN's
-    u8 x s8 convolutions sum pairs of products in saturating 16-bit lanes (vpmaddubsw),
-    which clips large activations: measured on an AVX2-only AMD EPYC (Zen 3), the lowered
-    int8 ResTower was 0.45-0.86 off the converted graph it was compiled from."""
-    try:
-        with open("/proc/cpuinfo", encoding="utf-8", errors="replace") as handle:
-            flags = next((line for line in handle if line.startswith("flags")), "").split()
-    except OSError:
-        return False
-    return bool({"avx512_vnni", "avx_vnni", "amx_int8"} & set(flags))
-
-
 def torchao_version() -> str:
     from importlib.metadata import version
 
@@ -142,7 +129,7 @@ class Int8Package(Int8Program):
             "warm_start": self.reused,
             "int8_package": str(self.path),
             "int8_cache": "hit" if self.reused else f"miss ({self.verdict})",
-            "int8_dot_product": has_int8_dot_product(),  # False: expect the policy checks to miss
+            **super().facts(),
         }
 
     def run(self, obs: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:

@@ -3,9 +3,9 @@ it instead of building (the report's notes say so and the build counter stays 0)
 corrupt or partial package is rebuilt with one warning and never loaded, and new weights
 or other calibration positions get another key.
 
-The package is built once per session (a module fixture in its own cache folder); the
-corrupt-package test rebuilds one copy of it. The fast tests drive the sidecar logic with
-a stand-in loader and builder.
+The package is built once per module (a fixture in its own cache folder, whose build
+replaces a damaged entry). The fast tests drive the sidecar logic with a stand-in loader
+and builder: clean cold starts, truncated packages, missing or junk sidecars.
 """
 
 from __future__ import annotations
@@ -13,7 +13,6 @@ from __future__ import annotations
 import copy
 import functools
 import json
-import shutil
 import subprocess
 import sys
 import textwrap
@@ -24,9 +23,9 @@ from typing import Any
 import attrs
 import pytest
 import torch
-from keisei_plugin_inductor.int8_package import Int8Package, has_int8_dot_product
+from keisei_plugin_inductor.int8_package import Int8Package
 from keisei_plugin_inductor.package_cache import PackageEntry, check_entry, load_or_build
-from keisei_plugin_inductor.quantize import QuantizeSettings, quantize_int8
+from keisei_plugin_inductor.quantize import QuantizeSettings, has_int8_dot_product, quantize_int8
 from torch import nn
 
 from keisei_core.compile import compile_model, forward_wrappers
@@ -56,17 +55,28 @@ class Built:
     eager: nn.Module
     model: nn.Module
     notes: dict[str, Any]
+    warnings: tuple[str, ...]
 
 
 @pytest.fixture(scope="module")
 def built(tmp_path_factory: pytest.TempPathFactory) -> Built:
+    """One real build, and it is the rebuild of a damaged entry: the cache already holds,
+    under the key, a package cut short by a crash (its bytes are junk and no sidecar
+    vouches for them). A build is a minute of this suite's time, so the cold start and
+    the corrupt-entry rebuild share it; the fast tests cover a clean cold start."""
     if not restower_available():
         pytest.skip("keisei-plugin-restower is not installed")
     cache = tmp_path_factory.mktemp("int8-aot-cache")
     eager = sharpened()
     context = _context(cache)
-    model = quantize_int8(copy.deepcopy(eager), context, aot=True)
-    return Built(cache, eager, model, dict(context.notes))
+    key = Int8Package(context, QuantizeSettings()).key(eager)
+    damaged = PackageEntry.for_key(context, "int8-aot", key)
+    damaged.package.write_bytes(b"PK\x03\x04 half a package")
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        model = quantize_int8(copy.deepcopy(eager), context, aot=True)
+    mine = tuple(str(w.message) for w in caught if "int8-aot" in str(w.message))
+    return Built(cache, eager, model, dict(context.notes), mine)
 
 
 # -- fast: the sidecar ----------------------------------------------------------------------
@@ -192,8 +202,6 @@ WARM = textwrap.dedent(
 
 @pytest.mark.slow
 def test_a_second_process_loads_the_package_instead_of_building(built: Built, tmp_path: Path) -> None:
-    assert built.notes["warm_start"] is False and built.notes["int8_cache"] == "miss (absent)"
-    assert _package(built.model).builds == 1
     out = tmp_path / "outputs.pt"
     done = subprocess.run(
         [sys.executable, "-c", WARM, str(built.cache), str(out)],
@@ -212,22 +220,14 @@ def test_a_second_process_loads_the_package_instead_of_building(built: Built, tm
 
 
 @pytest.mark.slow
-def test_a_corrupt_package_is_rebuilt_not_loaded(built: Built, tmp_path: Path) -> None:
-    cache = tmp_path / "cache"
-    shutil.copytree(built.cache, cache)
-    package = cache / "int8-aot" / Path(built.notes["int8_package"]).name
-    package.write_bytes(package.read_bytes()[: package.stat().st_size // 2])  # a build cut short
-    context = _context(cache)
-    with pytest.warns(UserWarning, match="does not match its recorded SHA-256") as caught:
-        model = quantize_int8(copy.deepcopy(built.eager), context, aot=True)
-    assert len([w for w in caught if "int8-aot" in str(w.message)]) == 1
-    assert context.notes["warm_start"] is False and "SHA-256" in context.notes["int8_cache"]
-    assert _package(model).builds == 1
-    assert check_entry(PackageEntry(package, package.with_suffix(".json")), Path(package).stem) == "ok"
-    obs = make_observations(4, *SHAPE[:2], seed=2)
-    with torch.no_grad():
-        for mine, theirs in zip(model(obs), built.model(obs), strict=True):
-            assert torch.equal(mine, theirs)
+def test_a_damaged_package_is_rebuilt_with_one_warning_not_loaded(built: Built) -> None:
+    package = Path(built.notes["int8_package"])
+    assert len(built.warnings) == 1 and "has no sidecar" in built.warnings[0], built.warnings
+    assert str(package) in built.warnings[0]
+    assert built.notes["warm_start"] is False and "has no sidecar" in built.notes["int8_cache"]
+    assert _package(built.model).builds == 1
+    assert check_entry(PackageEntry(package, package.with_suffix(".json")), package.stem) == "ok"
+    assert package.stat().st_size > 10_000  # the real package replaced the junk
 
 
 @pytest.mark.slow
