@@ -178,7 +178,7 @@ class OpenVinoRunner:
     def __deepcopy__(self, memo: dict[int, Any]) -> OpenVinoRunner:
         # The compiled model is shared (read-only; requests are per copy); the copy's
         # weights are verified against it on its first call.
-        twin = OpenVinoRunner.__new__(OpenVinoRunner)
+        twin = type(self).__new__(type(self))  # a subclass (openvino-int8) stays itself
         twin.__dict__.update(self.__dict__)  # not copy.copy: that goes through __getstate__
         twin.example = self.example.clone()
         twin.context = copy.deepcopy(self.context, memo)

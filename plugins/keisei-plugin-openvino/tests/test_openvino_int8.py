@@ -5,6 +5,7 @@ the quantized IR from the cache instead of quantizing again."""
 from __future__ import annotations
 
 import copy
+import pickle
 from pathlib import Path
 
 import pytest
@@ -48,6 +49,9 @@ def test_the_ir_key_names_the_quantizer(tmp_path: Path) -> None:
     extra = runner.key_extra()
     assert set(extra) == {"nncf", "preset", "calibration"} and len(extra["calibration"]) == 64
     assert OpenVinoRunner(context, "openvino", "f32", (46, 9, 9), (), example, 1).key_extra() == {}
+    twin = copy.deepcopy(runner)  # a copy that loads new weights must quantize them too
+    assert type(twin) is OpenVinoInt8Runner and twin.key_extra() == extra
+    assert type(pickle.loads(pickle.dumps(runner))) is OpenVinoInt8Runner
 
 
 @pytest.mark.slow
