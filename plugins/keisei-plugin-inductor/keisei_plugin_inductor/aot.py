@@ -3,7 +3,9 @@ AOTInductor into a ``.pt2`` package, and cache the package on disk.
 
 The package lives at ``<cache>/aot-inductor/<key>.pt2`` where the key hashes the model's
 name and options, its weights, the torch version, device, dtype and the composition
-(:func:`keisei_core.compile.artifact_key`). A second run with the same key loads the
+(:func:`keisei_core.compile.artifact_key`), beside a ``<key>.json`` sidecar with its
+SHA-256: a package the sidecar does not vouch for is rebuilt with one warning
+(:mod:`keisei_plugin_inductor.package_cache`). A second run with the same key loads the
 package in milliseconds instead of compiling for a minute, and records
 ``warm_start=True`` and the package path in the compile report.
 
@@ -30,10 +32,10 @@ from keisei_core.plugin import (
     StrategyContext,
     add_forward_wrapper,
     artifact_key,
-    artifact_path,
-    build_atomically,
     forward_wrappers,
 )
+from keisei_plugin_inductor.exported import export_dynamic, mark_stale_on_load, steps_aside
+from keisei_plugin_inductor.package_cache import PackageEntry, load_or_build
 
 STRATEGY = "aot-inductor"
 
@@ -75,63 +77,29 @@ class AotPackage:
         """Load the package for the module's current weights, building it if absent.
         Returns whether an existing package was reused."""
         key = artifact_key(module, self.context, STRATEGY, wrappers=self.wrappers, batch_dim="dynamic")
-        path = artifact_path(self.context, STRATEGY, key, ".pt2")
-        reused = path.exists()
+        entry = PackageEntry.for_key(self.context, STRATEGY, key)
+
+        def build(temporary: Path) -> None:
+            torch._inductor.aoti_compile_and_package(self._export(module), package_path=str(temporary))
+
+        self.runner, reused, _ = load_or_build(entry, key, build, {"strategy": STRATEGY}, label=STRATEGY)
         if not reused:
-            program = self._export(module)
-            build_atomically(
-                path,
-                lambda temporary: torch._inductor.aoti_compile_and_package(program, package_path=str(temporary)),
-            )
             self.builds += 1
-        self.runner = torch._inductor.aoti_load_package(str(path))
-        self.path = path
+        self.path = entry.package
         self.stale = False
         return reused
 
     def _export(self, module: nn.Module) -> Any:
-        was_training = module.training
-        module.eval()
-        self.exporting = True
-        try:
-            with torch.no_grad():
-                return torch.export.export(
-                    _Observing(module), (self.example,), dynamic_shapes={"obs": {0: torch.export.Dim.DYNAMIC}}
-                )
-        finally:
-            self.exporting = False
-            module.train(was_training)
-
-
-class _Observing(nn.Module):
-    """A one-argument view of the model for torch.export: a wrapped ``forward`` takes
-    ``*args``, which torch.export cannot match a named dynamic batch dimension against."""
-
-    def __init__(self, model: nn.Module) -> None:
-        super().__init__()
-        self.model = model
-
-    def forward(self, obs: torch.Tensor) -> Any:
-        return self.model(obs)
+        return export_dynamic(module, self.example, self)
 
 
 def aot_forward(module: nn.Module, inner: Any, obs: torch.Tensor, *args: Any, package: AotPackage, **kwargs: Any) -> Any:
-    if package.exporting:  # torch.export is tracing the eager forward underneath
+    if steps_aside(STRATEGY, module, package, args, kwargs):
         return inner(obs, *args, **kwargs)
-    if module.training:
-        raise InputError("an aot-inductor model runs inference only (eval mode); call model.eval()")
-    if args or kwargs:
-        raise InputError("an aot-inductor model takes the observations only")
     if package.stale or package.runner is None:
         package.ensure(module)
     # (logits, value) and, for multi-head models, their extra heads (keisei_core.heads).
     return tuple(package.runner(obs))
-
-
-def _weights_changed(module: nn.Module, _incompatible_keys: Any) -> None:
-    for wrapper in getattr(module, "keisei_forward_wrappers", ()):
-        if isinstance(wrapper, functools.partial) and isinstance(wrapper.keywords.get("package"), AotPackage):
-            wrapper.keywords["package"].stale = True
 
 
 def compile_aot(model: nn.Module, context: StrategyContext) -> nn.Module:
@@ -141,5 +109,5 @@ def compile_aot(model: nn.Module, context: StrategyContext) -> nn.Module:
     context.record("warm_start", reused)
     context.record("aot_package", str(package.path))
     add_forward_wrapper(model, functools.partial(aot_forward, package=package))
-    model.register_load_state_dict_post_hook(_weights_changed)
+    mark_stale_on_load(model, "package", AotPackage)
     return model

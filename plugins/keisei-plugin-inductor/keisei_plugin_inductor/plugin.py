@@ -5,7 +5,8 @@ Compilers (at most one per composition, last): ``inductor``, ``inductor-max-auto
 ``inductor-reduce-overhead`` (CUDA graphs), ``inductor-freeze`` (CPU inference with
 weights frozen into the code), ``aot-inductor`` (torch.export + AOTInductor package
 cached on disk), ``int8`` (PT2E post-training quantization with the X86 Inductor
-quantizer, calibrated on observation-like positions; needs ``torchao``). Transforms
+quantizer, calibrated on observation-like positions; needs ``torchao``), ``int8-aot`` (the
+same quantized graph as an AOTInductor package cached on disk). Transforms
 (compose before a compiler): ``channels-last``, ``bf16``, ``fp16``.
 """
 
@@ -56,6 +57,12 @@ def apply_int8(model: nn.Module, context: StrategyContext) -> nn.Module:
     from keisei_plugin_inductor.quantize import quantize_int8
 
     return quantize_int8(model, context)
+
+
+def apply_int8_aot(model: nn.Module, context: StrategyContext) -> nn.Module:
+    from keisei_plugin_inductor.quantize import quantize_int8
+
+    return quantize_int8(model, context, aot=True)
 
 
 def apply_channels_last(model: nn.Module, context: StrategyContext) -> nn.Module:
@@ -121,6 +128,19 @@ STRATEGIES: tuple[StrategySpec, ...] = (
         training=False,
         precision="int8",
         frozen_weights=True,  # quantized constants: load_state_dict re-quantizes, in-place edits are not seen
+    ),
+    StrategySpec(
+        name="int8-aot",
+        apply=apply_int8_aot,
+        description=(
+            "int8's quantized graph compiled ahead of time (AOTInductor, freezing) into a package "
+            "cached on disk (weights, calibration, torch/torchao, CPU); guard-free calls; CPU inference only"
+        ),
+        devices={"cpu"},
+        dtypes={"float32"},
+        training=False,
+        precision="int8",
+        frozen_weights=True,  # the package holds the quantized weights; load_state_dict finds or builds another
     ),
     StrategySpec(
         name="channels-last",

@@ -24,7 +24,6 @@ new weights again with the same calibration positions. Inference only.
 from __future__ import annotations
 
 import contextlib
-import copy
 import functools
 import logging
 import os
@@ -41,8 +40,10 @@ from keisei_core.plugin import (
     StrategyContext,
     StrategySpec,
     add_forward_wrapper,
+    forward_wrappers,
     make_observations,
 )
+from keisei_plugin_inductor.exported import export_dynamic, mark_stale_on_load, steps_aside
 
 CALIBRATION_ENV = "KEISEI_INT8_CALIBRATION"
 CALIBRATION_OCCUPANCIES = (0.2, 0.4, 0.6, 0.8)
@@ -103,6 +104,19 @@ def quantization_config(settings: QuantizeSettings) -> Any:
     return dataclasses.replace(config, input_activation=activation, output_activation=activation, weight=weight)
 
 
+def has_int8_dot_product() -> bool:
+    """Whether the CPU has VNNI (AVX512_VNNI, AVX_VNNI) or AMX-INT8. Without them oneDNN's
+    u8 x s8 convolutions sum pairs of products in saturating 16-bit lanes (vpmaddubsw),
+    which clips large activations: measured on an AVX2-only AMD EPYC (Zen 3), the lowered
+    int8 ResTower was 0.45-0.86 off the converted graph it was compiled from."""
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8", errors="replace") as handle:
+            flags = next((line for line in handle if line.startswith("flags")), "").split()
+    except OSError:
+        return False
+    return bool({"avx512_vnni", "avx_vnni", "amx_int8"} & set(flags))
+
+
 def default_calibration(shape: tuple[int, int, int]) -> torch.Tensor:
     channels, board, _ = shape
     batches = [
@@ -134,24 +148,19 @@ def load_calibration(source: Path | torch.Tensor, shape: tuple[int, int, int]) -
     return positions.detach().to(torch.float32).cpu()
 
 
-class _Observing(nn.Module):
-    """A one-argument view of the model for torch.export (a wrapped forward takes *args)."""
-
-    def __init__(self, model: nn.Module) -> None:
-        super().__init__()
-        self.model = model
-
-    def forward(self, obs: torch.Tensor) -> Any:
-        return self.model(obs)
-
-
 class Int8Program:
-    """The quantized, compiled program a module runs, and how to build it again."""
+    """The quantized program a module runs (``torch.compile`` of the converted PT2E graph),
+    and how to build it again; :class:`keisei_plugin_inductor.int8_package.Int8Package`
+    is the cached, ahead-of-time compiled variant."""
 
-    def __init__(self, context: StrategyContext, settings: QuantizeSettings) -> None:
+    strategy = "int8"
+
+    def __init__(
+        self, context: StrategyContext, settings: QuantizeSettings, wrappers: tuple[Any, ...] = ()
+    ) -> None:
         example = context.example_obs
         if example is None:
-            raise InputError("int8 needs an example observation to export with")
+            raise InputError(f"{self.strategy} needs an example observation to export with")
         self.shape: tuple[int, int, int] = tuple(int(s) for s in example.shape[1:])  # type: ignore[assignment]
         self.settings = settings
         source = settings.calibration if settings.calibration is not None else os.environ.get(CALIBRATION_ENV) or None
@@ -161,6 +170,9 @@ class Int8Program:
         self.positions = default_calibration(self.shape) if source is None else load_calibration(
             source if isinstance(source, torch.Tensor) else Path(source), self.shape
         )
+        # What a rebuild needs, not the caller's notes or its (maybe large) example.
+        self.context = attrs.evolve(context, notes={}, example_obs=None)
+        self.wrappers = wrappers  # the forward wrappers (transforms) inside the program
         self.compiled: Callable[..., Any] | None = None
         self.stale = True
         self.exporting = False
@@ -168,8 +180,10 @@ class Int8Program:
 
     def __deepcopy__(self, memo: dict[int, Any]) -> Int8Program:
         # The compiled program is read-only and shared; a copy loading other weights marks
-        # only its own program stale.
-        twin = copy.copy(self)
+        # only its own program stale. Not copy.copy: that goes through __getstate__, which
+        # drops the program, and the copy would quantize and compile again on its first call.
+        twin = type(self).__new__(type(self))
+        twin.__dict__.update(self.__dict__)
         memo[id(self)] = twin
         return twin
 
@@ -179,83 +193,95 @@ class Int8Program:
         state["stale"] = True  # quantize again after unpickling
         return state
 
-    def ensure(self, module: nn.Module) -> None:
-        """Export, calibrate, convert and compile the module's current weights."""
+    @property
+    def ready(self) -> bool:
+        return self.compiled is not None and not self.stale
+
+    def example(self) -> torch.Tensor:
+        """Two calibration positions: a batch-1 example would specialise the batch dimension."""
+        return self.positions[:2] if self.positions.shape[0] >= 2 else self.positions.expand(2, *self.shape)
+
+    def quantized(self, module: nn.Module) -> Any:
+        """Export, calibrate and convert the module's current weights: the PT2E graph with
+        quantize/dequantize pairs around every convolution and linear layer."""
         x86 = _x86_quantizer_module()  # imported first: it registers the int8 lowering passes
         from torchao.quantization.pt2e.quantize_pt2e import convert_pt2e, prepare_pt2e
 
-        was_training = module.training
-        module.eval()
-        self.exporting = True
-        try:
-            with torch.no_grad():
-                example = self.positions[:2] if self.positions.shape[0] >= 2 else self.positions.expand(2, *self.shape)
-                exported = torch.export.export(
-                    _Observing(module), (example,), dynamic_shapes={"obs": {0: torch.export.Dim.DYNAMIC}}
-                ).module()
-        finally:
-            self.exporting = False
-            module.train(was_training)
+        exported = export_dynamic(module, self.example(), self).module()
         quantizer = x86.X86InductorQuantizer()
         quantizer.set_global(quantization_config(self.settings))
         prepared = prepare_pt2e(exported, quantizer)
         with torch.no_grad():
             for batch in self.positions.split(CALIBRATION_BATCH):
                 prepared(batch)
-        converted = convert_pt2e(prepared)
-        self.compiled = torch.compile(converted, dynamic=True)
+        return convert_pt2e(prepared)
+
+    def facts(self) -> dict[str, Any]:
+        """What the compile report's notes say about the last build."""
+        return {"int8_dot_product": has_int8_dot_product()}  # False: expect the policy checks to miss
+
+    def ensure(self, module: nn.Module) -> bool:
+        """Build the program for the module's current weights; returns whether an earlier
+        build was reused (never, here: nothing is kept between processes)."""
+        self.compiled = torch.compile(self.quantized(module), dynamic=True)
         self.stale = False
         self.builds += 1
+        return False
+
+    def run(self, obs: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        assert self.compiled is not None
+        # Freezing must be on whenever Inductor compiles (first call, a new batch bucket): its
+        # passes turn the quantize/dequantize pairs into oneDNN int8 ops. Passed as a
+        # torch.compile option instead, the int8 weight pre-packing is traced with fake
+        # tensors and fails (torch 2.13, torchao 0.18). Set and restored by hand: at batch 1
+        # config.patch() costs about 4x as much per call (measured 310-370 us vs 75-85 us on
+        # the loaded 2-core machine).
+        config = torch._inductor.config
+        before = config.freezing
+        config.freezing = True
+        try:
+            with torch.no_grad():
+                logits, value = self.compiled(obs)
+        finally:
+            config.freezing = before
+        return logits, value
 
 
 def int8_forward(
     module: nn.Module, inner: Any, obs: torch.Tensor, *args: Any, program: Int8Program, **kwargs: Any
 ) -> Any:
-    if program.exporting:  # torch.export is tracing the float forward underneath
+    if steps_aside(program.strategy, module, program, args, kwargs):  # torch.export is tracing
         return inner(obs, *args, **kwargs)
-    if module.training:
-        raise InputError("an int8 model runs inference only (eval mode); call model.eval()")
-    if args or kwargs:
-        raise InputError("an int8 model takes the observations only")
-    if program.stale or program.compiled is None:
+    if not program.ready:
         program.ensure(module)
-    assert program.compiled is not None
-    # Freezing must be on whenever Inductor compiles (first call, a new batch bucket): its
-    # passes turn the quantize/dequantize pairs into oneDNN int8 ops. Passed as a
-    # torch.compile option instead, the int8 weight pre-packing is traced with fake
-    # tensors and fails (torch 2.13, torchao 0.18). Set and restored by hand: at batch 1
-    # config.patch() costs about 4x as much per call (measured 310-370 us vs 75-85 us on
-    # the loaded 2-core machine).
-    config = torch._inductor.config
-    before = config.freezing
-    config.freezing = True
-    try:
-        with torch.no_grad():
-            logits, value = program.compiled(obs.to(torch.float32))
-    finally:
-        config.freezing = before
+    logits, value = program.run(obs.to(torch.float32))
     return logits.to(obs.dtype), value.to(obs.dtype)
 
 
-def _weights_changed(module: nn.Module, _incompatible_keys: Any) -> None:
-    for wrapper in getattr(module, "keisei_forward_wrappers", ()):
-        if isinstance(wrapper, functools.partial) and isinstance(wrapper.keywords.get("program"), Int8Program):
-            wrapper.keywords["program"].stale = True
-
-
-def quantize_int8(model: nn.Module, context: StrategyContext, settings: QuantizeSettings | None = None) -> nn.Module:
+def quantize_int8(
+    model: nn.Module, context: StrategyContext, settings: QuantizeSettings | None = None, *, aot: bool = False
+) -> nn.Module:
+    """``int8`` (``aot=False``: torch.compile, built in every process) or ``int8-aot``
+    (an AOTInductor package cached on disk, see :mod:`keisei_plugin_inductor.int8_package`)."""
     from keisei_plugin_inductor.compilers import use_keisei_cache
 
     settings = settings or QuantizeSettings()
     use_keisei_cache(context)
     model.eval()
-    program = Int8Program(context, settings)
+    if aot:
+        from keisei_plugin_inductor.int8_package import Int8Package
+
+        program: Int8Program = Int8Package(context, settings, forward_wrappers(model))
+    else:
+        program = Int8Program(context, settings, forward_wrappers(model))
     program.ensure(model)
+    for key, value in program.facts().items():
+        context.record(key, value)
     context.record("int8_calibration", f"{program.calibration_source}: {program.positions.shape[0]} positions")
     if (settings.activation_bits, settings.weight_bits) != (8, 8):
         context.record("int8_bits", f"activations {settings.activation_bits}, weights {settings.weight_bits}")
     add_forward_wrapper(model, functools.partial(int8_forward, program=program))
-    model.register_load_state_dict_post_hook(_weights_changed)
+    mark_stale_on_load(model, "program", Int8Program)
     return model
 
 
@@ -265,20 +291,26 @@ def int8_strategy(
     calibration: Path | str | torch.Tensor | None = None,
     activation_bits: int = 8,
     weight_bits: int = 8,
+    aot: bool = False,
     description: str = "",
 ) -> StrategySpec:
     """An ``int8``-like strategy with its own calibration positions (a tensor or a
     ``torch.save`` file of ``(N, C, H, W)`` observations) or bit widths, for
     ``compile_model(model, int8_strategy(calibration="positions.pt"))`` or a plugin's
-    ``register``."""
+    ``register``; ``aot=True`` builds it as ``int8-aot`` does (a package cached on disk,
+    keyed by the calibration positions too)."""
     source = Path(calibration) if isinstance(calibration, str) else calibration
     settings = QuantizeSettings(activation_bits, weight_bits, source)
+    kind = "AOTInductor package, cached on disk" if aot else "torch.compile"
     return StrategySpec(
         name=name,
-        apply=functools.partial(quantize_int8, settings=settings),
-        description=description or f"int8 PT2E quantization ({activation_bits}-bit activations, {weight_bits}-bit weights)",
+        apply=functools.partial(quantize_int8, settings=settings, aot=aot),
+        description=description or (
+            f"int8 PT2E quantization ({activation_bits}-bit activations, {weight_bits}-bit weights; {kind})"
+        ),
         devices={"cpu"},
         dtypes={"float32"},
         training=False,
         precision="int8",
+        frozen_weights=True,
     )

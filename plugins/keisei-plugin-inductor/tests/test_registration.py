@@ -20,6 +20,7 @@ DECLARED = {
     "inductor-freeze": ("compiler", {"cpu"}, {"float32", "bfloat16"}, False, None),
     "aot-inductor": ("compiler", {"cpu", "cuda"}, {"float32", "bfloat16", "float16"}, False, None),
     "int8": ("compiler", {"cpu"}, {"float32"}, False, "int8"),
+    "int8-aot": ("compiler", {"cpu"}, {"float32"}, False, "int8"),
     "channels-last": ("transform", {"cpu", "cuda"}, {"float32", "bfloat16", "float16"}, True, None),
     "bf16": ("transform", {"cpu", "cuda"}, {"float32"}, True, "bfloat16"),
     "fp16": ("transform", {"cuda"}, {"float32"}, True, "float16"),

@@ -118,12 +118,14 @@ def ir_key(
     strategy: str,
     wrappers: tuple[ForwardWrapper, ...],
     observation: tuple[int, int, int],
+    **extra: Any,
 ) -> str:
-    """The cache key, computed by the core as for AOT packages, plus OpenVINO's versions."""
+    """The cache key, computed by the core as for AOT packages, plus OpenVINO's versions
+    (and ``extra``: what else a strategy's IR depends on, e.g. its quantizer)."""
     return artifact_key(
         module, context, strategy, wrappers=wrappers, batch_dim="dynamic",
         observation=list(observation), openvino=openvino_version(), plugin=plugin_version,
-        converter=CONVERTER,
+        converter=CONVERTER, **extra,
     )
 
 

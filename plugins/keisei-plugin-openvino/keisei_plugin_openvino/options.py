@@ -19,6 +19,8 @@ DEFAULT_STRATEGIES = (
     "openvino",
     "openvino-bf16",
     "int8",
+    "int8-aot",
+    "openvino-int8",
 )
 PEERS = (
     "onnxruntime-session",
@@ -26,6 +28,8 @@ PEERS = (
     "openvino-latency-bf16",
     "openvino-throughput-f32",
     "openvino-throughput-bf16",
+    "openvino-latency-int8",
+    "openvino-throughput-int8",
 )
 
 

@@ -12,8 +12,10 @@ policy logits and value) of
   an ONNX Runtime ``InferenceSession`` (``onnxruntime-session``: CPU provider, all graph optimisations), and
   OpenVINO's CPU plugin with the ``LATENCY`` hint (one synchronous request) or the
   ``THROUGHPUT`` hint (the batch split over ``OPTIMAL_NUMBER_OF_INFER_REQUESTS`` requests
-  of an ``AsyncInferQueue``), each with ``INFERENCE_PRECISION_HINT`` f32 or bf16. OpenVINO
-  peers get a static input shape per batch size (what its benchmark_app does).
+  of an ``AsyncInferQueue``), each with ``INFERENCE_PRECISION_HINT`` f32 or bf16, or
+  (``-int8``) the model quantized by NNCF (``nncf.quantize``, the ``openvino-int8``
+  strategy's calibration positions) with f32 for what stays float. OpenVINO peers get a
+  static input shape per batch size (what its benchmark_app does).
 
 Every row's first output is compared with eager's (``max_abs_diff``: a bf16 peer is not
 float32, and the table says by how much). All rows that work are then timed interleaved
@@ -195,11 +197,12 @@ def _openvino_peer(
     path = context.scratch_dir / "peer.onnx"
     path.write_bytes(onnx)
     batch = int(obs.shape[0])
-    config = {"PERFORMANCE_HINT": hint, "INFERENCE_PRECISION_HINT": precision,
+    # int8: NNCF's quantized model; what it leaves in float computes in f32.
+    config = {"PERFORMANCE_HINT": hint, "INFERENCE_PRECISION_HINT": "f32" if precision == "int8" else precision,
               "INFERENCE_NUM_THREADS": str(context.threads)}
     array = obs.numpy()
     if hint == "LATENCY":
-        model = core.read_model(str(path))
+        model = _read_model(context, core, path, precision)
         model.reshape([batch, *array.shape[1:]])
         compiled = core.compile_model(model, "CPU", config)
         request = compiled.create_infer_request()
@@ -212,11 +215,11 @@ def _openvino_peer(
                  "requests": 1, "streams": int(compiled.get_property("NUM_STREAMS"))}
         return latency_forward, facts
     # THROUGHPUT: split the batch into one chunk per optimal request and run them in parallel.
-    probe_model = core.read_model(str(path))
+    probe_model = _read_model(context, core, path, precision)
     probe_model.reshape([batch, *array.shape[1:]])
     requests = int(core.compile_model(probe_model, "CPU", config).get_property("OPTIMAL_NUMBER_OF_INFER_REQUESTS"))
     chunks = requests if requests > 1 and batch % requests == 0 else 1
-    model = core.read_model(str(path))
+    model = _read_model(context, core, path, precision)
     model.reshape([batch // chunks, *array.shape[1:]])
     compiled = core.compile_model(model, "CPU", config)
     queue = ov.AsyncInferQueue(compiled, chunks)
@@ -241,6 +244,24 @@ def _openvino_peer(
     return throughput_forward, facts
 
 
+def _read_model(context: ProbeContext, core: Any, path: Any, precision: str) -> Any:
+    """The peer's own copy of the exported model; for int8 quantized by NNCF once per run
+    (on the dynamic-batch model, with keisei's ``openvino-int8`` calibration positions),
+    as a user of OpenVINO's post-training quantization would."""
+    if precision != "int8":
+        return core.read_model(str(path))
+    cache = context.run_cache.setdefault(CACHE_KEY, {}).setdefault("openvino-int8", {})
+    key = (context.model_name, repr(sorted(context.model_options.items())))
+    if key not in cache:
+        from keisei_plugin_openvino.int8 import calibration_positions, quantize_model
+
+        model = core.read_model(str(path))
+        _, channels, height, width = (int(d) for d in context.observations(1).shape)
+        model.reshape([-1, channels, height, width])
+        cache[key] = quantize_model(model, calibration_positions((channels, height, width)))
+    return cache[key].clone()
+
+
 def _config_text(config: Mapping[str, str]) -> str:
     return ", ".join(f"{k}={v}" for k, v in config.items())
 
@@ -250,7 +271,7 @@ def _peer_row(context: ProbeContext, peer: str, obs: Any) -> Row:
         row = Row(peer, "peer", "float32")
     else:
         _, mode, hint = peer.split("-")
-        row = Row(peer, "peer", {"f32": "float32", "bf16": "bfloat16"}[hint])
+        row = Row(peer, "peer", {"f32": "float32", "bf16": "bfloat16", "int8": "int8"}[hint])
     try:
         onnx = _onnx_bytes(context)
         if peer == "onnxruntime-session":

@@ -1,5 +1,5 @@
-"""Entry point of ``keisei-plugin-openvino``: the ``openvino`` and ``openvino-bf16``
-strategies and the ``peers`` probe.
+"""Entry point of ``keisei-plugin-openvino``: the ``openvino``, ``openvino-bf16`` and
+``openvino-int8`` strategies and the ``peers`` probe.
 
 Importing this module imports neither torch nor openvino; ``apply`` and ``run`` do, on
 first use.
@@ -36,6 +36,12 @@ def apply_openvino_bf16(model: nn.Module, context: StrategyContext) -> nn.Module
     from keisei_plugin_openvino.strategy import apply_openvino as apply
 
     return apply(model, context, strategy="openvino-bf16")
+
+
+def apply_openvino_int8(model: nn.Module, context: StrategyContext) -> nn.Module:
+    from keisei_plugin_openvino.int8 import apply_openvino_int8 as apply
+
+    return apply(model, context)
 
 
 def run_peers(context: Any) -> Any:
@@ -75,6 +81,21 @@ def keisei_register_compile_strategies(register: Callable[[StrategySpec], None])
             dtypes=frozenset({"float32"}),  # type: ignore[arg-type]
             training=False,
             precision="bfloat16",
+        )
+    )
+    register(
+        StrategySpec(
+            name="openvino-int8",
+            apply=apply_openvino_int8,
+            description=(
+                "torch.export + OpenVINO, quantized to int8 by NNCF (nncf.quantize, calibrated on "
+                "make_observations positions); validated at the policy level; inference only, IR cached"
+            ),
+            kind="compiler",
+            devices=frozenset({"cpu"}),  # type: ignore[arg-type]
+            dtypes=frozenset({"float32"}),  # type: ignore[arg-type]
+            training=False,
+            precision="int8",
         )
     )
 

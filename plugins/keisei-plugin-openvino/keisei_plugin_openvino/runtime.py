@@ -95,12 +95,16 @@ class OpenVinoRunner:
         return f"OpenVinoRunner({self.strategy}, {self.precision_hint})"
 
     # -- building --------------------------------------------------------------------------
+    def key_extra(self) -> dict[str, Any]:
+        """What else decides the IR's bytes, for the cache key (a subclass's quantizer)."""
+        return {}
+
     def ensure(self, module: nn.Module) -> bool:
         """Load (or convert and store) the IR for the module's current weights and compile
         it. Returns whether a cached IR was reused; what happened goes into ``facts``."""
         import openvino as ov
 
-        key = ir_key(module, self.context, self.strategy, self.wrappers, self.observation)
+        key = ir_key(module, self.context, self.strategy, self.wrappers, self.observation, **self.key_extra())
         paths = IrPaths.for_key(self.context, self.strategy, key)
         converted, why = load_cached(paths, key)
         facts: dict[str, Any] = {"artifact": str(paths.xml)}
@@ -161,7 +165,7 @@ class OpenVinoRunner:
     def __deepcopy__(self, memo: dict[int, Any]) -> OpenVinoRunner:
         # The compiled model is shared (read-only; requests are per copy); the copy's
         # weights are verified against it on its first call.
-        twin = OpenVinoRunner.__new__(OpenVinoRunner)
+        twin = type(self).__new__(type(self))  # a subclass (openvino-int8) stays itself
         twin.__dict__.update(self.__dict__)  # not copy.copy: that goes through __getstate__
         twin.example = self.example.clone()
         twin.context = copy.deepcopy(self.context, memo)

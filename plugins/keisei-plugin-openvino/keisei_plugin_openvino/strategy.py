@@ -28,7 +28,8 @@ from keisei_plugin_openvino.convert import CONVERTER, openvino_version
 from keisei_plugin_openvino.errors import InferenceOnlyError, OpenVinoStrategyError
 from keisei_plugin_openvino.runtime import OpenVinoRunner, openvino_forward
 
-PRECISION_HINTS = {"openvino": "f32", "openvino-bf16": "bf16"}
+# openvino-int8 (module .int8): what NNCF leaves in float computes in f32, not the bf16 default.
+PRECISION_HINTS = {"openvino": "f32", "openvino-bf16": "bf16", "openvino-int8": "f32"}
 
 
 def _check_cell(strategy: str, model: nn.Module, context: StrategyContext) -> None:
@@ -38,7 +39,10 @@ def _check_cell(strategy: str, model: nn.Module, context: StrategyContext) -> No
     )
 
 
-def apply_openvino(model: nn.Module, context: StrategyContext, *, strategy: str = "openvino") -> nn.Module:
+def apply_openvino(
+    model: nn.Module, context: StrategyContext, *, strategy: str = "openvino",
+    runner_class: type[OpenVinoRunner] = OpenVinoRunner,
+) -> nn.Module:
     """Compile ``model`` (a private copy, changed in place) with OpenVINO's CPU plugin."""
     hint = PRECISION_HINTS.get(strategy)
     if hint is None:
@@ -46,7 +50,7 @@ def apply_openvino(model: nn.Module, context: StrategyContext, *, strategy: str 
     _check_cell(strategy, model, context)
     model.eval()
     shape = exported_observation_shape(model, context.example_obs, error=OpenVinoStrategyError)
-    runner = OpenVinoRunner(
+    runner = runner_class(
         context, strategy, hint, shape, forward_wrappers(model),
         export_example(context.example_obs, shape, error=OpenVinoStrategyError), torch.get_num_threads(),
     )

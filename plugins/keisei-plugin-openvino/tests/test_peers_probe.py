@@ -110,6 +110,10 @@ def test_one_peers_run_in_the_engine(tmp_path: Path) -> None:
     for name in ("eager", "openvino", "onnxruntime", *PEERS):
         row = rows[name]
         assert row["status"] == "ok", (name, row.get("reason"))
+        if row["precision"] == "int8":  # no int8 peak is measured; NNCF really rounds
+            assert row["ms"] > 0 and row["gflops"] > 0 and "pct_of_peak" not in row
+            assert row["max_abs_diff"] > 0 and row["config"].count("INFERENCE_PRECISION_HINT=f32") == 1
+            continue
         assert row["ms"] > 0 and row["gflops"] > 0 and row["pct_of_peak"] > 0
         limit = 1e-4 if row["precision"] == "float32" else 0.1  # bf16 peers really compute in bf16
         assert row["max_abs_diff"] <= limit, (name, row["max_abs_diff"])
