@@ -191,6 +191,9 @@ if TYPE_CHECKING:  # the lazy names, typed for mypy and editors
     from keisei_core.compile.exported import (
         weights_fingerprint as weights_fingerprint,
     )
+    from keisei_core.compile.hardware import (
+        native_precision_problem as native_precision_problem,
+    )
     from keisei_core.compile.inplace import (
         compile_in_place as compile_in_place,
     )
@@ -415,6 +418,7 @@ _LAZY: dict[str, str] = {
     "CompileFailedError": "keisei_core.compile",
     "get_host": "keisei_core.plugins",
     "quantile": "keisei_core.stats",
+    "native_precision_problem": "keisei_core.compile.hardware",
 }
 
 # A public name that differs from the name in its module.

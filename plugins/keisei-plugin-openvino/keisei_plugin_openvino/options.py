@@ -4,6 +4,10 @@
 so a config may list ``int8`` before its plugin is installed). ``peers``: a subset of
 :data:`PEERS`. ``validation_batch_sizes``: the batch sizes ``compile_model`` validates
 each strategy at (one per shape bucket the benchmark's batch sizes use).
+``emulated_precisions``: also time keisei strategies and peak kernels in a precision this
+CPU only emulates (bfloat16 without AVX-512-BF16/AMX: the default ResTower ran 33x slower
+than float32 on an AVX2 Zen 3, so a batch-256 row would take minutes per call); off by
+default, such rows are skipped with the reason.
 """
 
 from __future__ import annotations
@@ -56,3 +60,4 @@ class PeerOptions:
     strategies: list[str] = attrs.field(factory=lambda: list(DEFAULT_STRATEGIES), validator=_names)
     peers: list[str] = attrs.field(factory=lambda: list(PEERS), validator=[_names, _known_peers])
     validation_batch_sizes: list[int] = attrs.field(factory=lambda: [1, 64], validator=_batch_sizes)
+    emulated_precisions: bool = attrs.field(default=False, validator=attrs.validators.instance_of(bool))

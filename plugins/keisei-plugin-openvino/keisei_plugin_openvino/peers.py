@@ -107,6 +107,7 @@ def _compile(context: ProbeContext, strategy: str, options: PeerOptions) -> tupl
         UnknownNameError,
         compile_model,
         get_host,
+        native_precision_problem,
         resolve_strategy,
     )
 
@@ -116,6 +117,9 @@ def _compile(context: ProbeContext, strategy: str, options: PeerOptions) -> tupl
     except UnknownNameError as exc:  # a part not installed: a skipped row, with the closest names
         return None, "-", {"status": "skipped", "reason": one_line(exc, with_type=False)}
     precision = composition.precision or "float32"
+    emulated = native_precision_problem("cpu", precision)
+    if emulated and not options.emulated_precisions:
+        return None, precision, {"status": "skipped", "reason": f"{emulated}; set emulated_precisions = true to time it"}
     try:
         model, report = compile_model(
             context.eager_model, composition, example_obs=context.observations(max(options.validation_batch_sizes)),
@@ -212,7 +216,8 @@ def _openvino_peer(
             return request.infer([array], share_inputs=True, share_outputs=True)
 
         facts = {"api": "openvino CompiledModel + InferRequest.infer", "config": _config_text(config),
-                 "requests": 1, "streams": int(compiled.get_property("NUM_STREAMS"))}
+                 "requests": 1, "streams": int(compiled.get_property("NUM_STREAMS")),
+                 "inference_precision": _inference_precision(compiled)}
         return latency_forward, facts
     # THROUGHPUT: split the batch into one chunk per optimal request and run them in parallel.
     probe_model = _read_model(context, core, path, precision)
@@ -240,8 +245,15 @@ def _openvino_peer(
         return [np.concatenate([slot[k] for slot in slots]) for k in (0, 1)]
 
     facts = {"api": "openvino AsyncInferQueue", "config": _config_text(config), "requests": chunks,
-             "optimal_requests": requests, "streams": int(compiled.get_property("NUM_STREAMS"))}
+             "optimal_requests": requests, "streams": int(compiled.get_property("NUM_STREAMS")),
+             "inference_precision": _inference_precision(compiled)}
     return throughput_forward, facts
+
+
+def _inference_precision(compiled: Any) -> str:
+    """What the CPU plugin computes in: it ignores a bf16 hint on a CPU without bf16."""
+    value = compiled.get_property("INFERENCE_PRECISION_HINT")
+    return str(value.get_type_name()) if hasattr(value, "get_type_name") else str(value)
 
 
 def _read_model(context: ProbeContext, core: Any, path: Any, precision: str) -> Any:
@@ -278,6 +290,9 @@ def _peer_row(context: ProbeContext, peer: str, obs: Any) -> Row:
             row.forward, row.facts = _onnxruntime_peer(context, onnx, obs)
         else:
             row.forward, row.facts = _openvino_peer(context, onnx, obs, mode.upper(), hint)
+            if hint == "bf16" and row.facts.get("inference_precision") == "f32":
+                # Labelled by what ran: its % of peak is then against the float32 peak.
+                row.precision = "float32"
     except ImportError as exc:
         row.status, row.reason = "skipped", f"{exc.name or 'a module'} is not installed"
     except Exception as exc:
@@ -323,15 +338,23 @@ def build_rows(context: ProbeContext, options: PeerOptions) -> list[Row]:
     return rows
 
 
-def _peak_kernels(context: ProbeContext) -> list[tuple[Row, Forward, float]]:
+def _peak_precisions(options: PeerOptions) -> tuple[str, ...]:
+    """float32, and bfloat16 where this CPU computes it natively (or the user asked)."""
+    from keisei_core.plugin import native_precision_problem
+
+    native_bf16 = options.emulated_precisions or native_precision_problem("cpu", "bfloat16") is None
+    return ("float32", "bfloat16") if native_bf16 else ("float32",)
+
+
+def _peak_kernels(context: ProbeContext, precisions: tuple[str, ...]) -> list[tuple[Row, Forward, float]]:
     """The ``peak`` probe's two kernels (a 1024^3 matmul, a tower-sized 3x3 convolution)
-    in float32 and bfloat16, timed in the same rounds as the contenders: a peak measured
-    once at another moment of a shared machine is not the peak of these rounds."""
+    per precision, timed in the same rounds as the contenders: a peak measured once at
+    another moment of a shared machine is not the peak of these rounds."""
     import torch
 
     gen = torch.Generator().manual_seed(context.seed)
     kernels: list[tuple[Row, Forward, float]] = []
-    for precision in ("float32", "bfloat16"):
+    for precision in precisions:
         dtype = getattr(torch, precision)
         a = torch.randn(1024, 1024, generator=gen).to(dtype)
         b = torch.randn(1024, 1024, generator=gen).to(dtype)
@@ -345,11 +368,12 @@ def _peak_kernels(context: ProbeContext) -> list[tuple[Row, Forward, float]]:
     return kernels
 
 
-def _calibrated_peaks(context: ProbeContext) -> dict[str, float]:
-    """The run's ``peak`` calibration (float32 and bfloat16), recorded beside the in-round peak."""
-    peaks = {"float32": float(calibrate_peak(context)["peak_flops_per_second"])}
-    peaks["bfloat16"] = float(calibrate_peak(attrs.evolve(context, dtype="bfloat16"))["peak_flops_per_second"])
-    return peaks
+def _calibrated_peaks(context: ProbeContext, precisions: tuple[str, ...]) -> dict[str, float]:
+    """The run's ``peak`` calibration per precision, recorded beside the in-round peak."""
+    return {
+        precision: float(calibrate_peak(attrs.evolve(context, dtype=precision))["peak_flops_per_second"])
+        for precision in precisions
+    }
 
 
 def run_peers(context: ProbeContext) -> ProbeResult:
@@ -370,7 +394,8 @@ def run_peers(context: ProbeContext) -> ProbeResult:
     rows[0].max_abs_diff = 0.0
     # Keyed by kind and name: a keisei strategy and a peer may share a name.
     live = {row.key: row.forward for row in rows if row.forward is not None}
-    kernels = _peak_kernels(context)
+    precisions = _peak_precisions(options)
+    kernels = _peak_kernels(context, precisions)
     live.update({row.key: forward for row, forward, _ in kernels})
     timings = context.time_interleaved(live)  # type: ignore[arg-type]
     flops = forward_flops_per_sample(context) * context.batch_size
@@ -418,7 +443,7 @@ def run_peers(context: ProbeContext) -> ProbeResult:
             "forward_flop_per_batch": flops,
             "peak_flops_per_second": peaks,
             "peak_measure": "p10 of the peak kernels timed in the same interleaved rounds",
-            "calibrated_peak_flops_per_second": _calibrated_peaks(context),
+            "calibrated_peak_flops_per_second": _calibrated_peaks(context, precisions),
             "threads": context.threads,
             "stop_reason": eager.stop_reason,
             "rows": [row.to_dict() for row in [*rows, *(row for row, _, _ in kernels)]],
