@@ -20,8 +20,10 @@ masked policy, top-1 agreement, value error, legality), like keisei's ``int8``.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import logging
+import sys
 import time
 from typing import Any
 
@@ -62,13 +64,16 @@ def quantize_model(converted: Any, positions: torch.Tensor) -> Any:
     """``nncf.quantize`` of a float32 ``openvino.Model`` on ``positions`` (N, C, H, W)."""
     import nncf
 
-    # NNCF logs its progress bars and statistics at INFO; keep them off the terminal.
+    # NNCF logs its statistics at INFO; keep them off the terminal.
     logging.getLogger("nncf").setLevel(logging.WARNING)
     items = [batch.numpy() for batch in positions.split(CALIBRATION_BATCH)]
     dataset = nncf.Dataset(items)
-    return nncf.quantize(
-        converted, dataset, preset=getattr(nncf.QuantizationPreset, PRESET), subset_size=len(items)
-    )
+    # Its progress bars (rich, on the console's file: sys.stdout) go to stderr, where
+    # progress belongs: stdout is the data of `keisei tune --json` and `keisei validate --json`.
+    with contextlib.redirect_stdout(sys.stderr):
+        return nncf.quantize(
+            converted, dataset, preset=getattr(nncf.QuantizationPreset, PRESET), subset_size=len(items)
+        )
 
 
 class OpenVinoInt8Runner(OpenVinoRunner):

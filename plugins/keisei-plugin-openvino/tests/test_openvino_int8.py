@@ -15,6 +15,7 @@ from keisei_plugin_openvino.int8 import (
     OpenVinoInt8Runner,
     apply_openvino_int8,
     calibration_positions,
+    quantize_model,
 )
 from keisei_plugin_openvino.runtime import OpenVinoRunner
 
@@ -54,12 +55,26 @@ def test_the_ir_key_names_the_quantizer(tmp_path: Path) -> None:
     assert type(pickle.loads(pickle.dumps(runner))) is OpenVinoInt8Runner
 
 
+def test_nncf_progress_bars_stay_off_stdout(capsys: pytest.CaptureFixture[str]) -> None:
+    """stdout is the data of `keisei tune --json`: NNCF's progress bars go to stderr."""
+    import openvino
+
+    net = torch.nn.Sequential(torch.nn.Conv2d(46, 8, 3, padding=1), torch.nn.ReLU()).eval()
+    converted = openvino.convert_model(net, example_input=torch.zeros(1, 46, 9, 9))
+    quantized = quantize_model(converted, calibration_positions((46, 9, 9)))
+    assert any(op.get_type_name() == "FakeQuantize" for op in quantized.get_ops())
+    captured = capsys.readouterr()
+    assert captured.out == "", captured.out[:200]
+
+
 @pytest.mark.slow
-def test_nncf_quantizes_and_the_policy_checks_judge_it(tmp_path: Path) -> None:
+def test_nncf_quantizes_and_the_policy_checks_judge_it(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     from keisei_core.compile import compile_model
 
     eager = randomise_batchnorm(build_model("actor-critic", **SMALL))
     compiled, report = compile_model(eager, "openvino-int8", batch_sizes=(1, 8))
+    # NNCF's progress bars must not reach stdout (the data of `keisei tune --json`).
+    assert capsys.readouterr().out == ""
     assert report.precision == "int8" and report.checks == () and report.tolerance is None
     assert len(report.policy_checks) == 16, report.summary()  # 4 metrics at 1, 8 and off-bucket 3, 33
     assert report.notes["nncf_version"] and report.notes["inference_precision"] == "f32"
