@@ -6,8 +6,9 @@ is an error naming its key path, never a silent conversion.
 
 from __future__ import annotations
 
+import copy
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -134,6 +135,25 @@ def structure(data: Any, cls: type[T], where: str, path: str = "") -> T:
 
 def unstructure(obj: Any) -> Any:
     return converter.unstructure(obj)
+
+
+def problems(exc: BaseException, path: str = "") -> list[str]:
+    """What ``exc`` (from structuring, cattrs' exception groups included) says is wrong,
+    as ``path: message`` lines."""
+    return _messages(exc, path)
+
+
+def with_defaults(data: Any, defaults: Mapping[str, Any]) -> dict[str, Any]:
+    """A copy of ``data`` (a table) with each key of ``defaults`` that is missing or null
+    set to a copy of its default: what files written before a field existed, or without
+    it, mean. For structure hooks of file formats that read old files."""
+    if not isinstance(data, Mapping):
+        raise TypeError(f"expected a table, got {type(data).__name__}")
+    filled = dict(data)
+    for key, default in defaults.items():
+        if filled.get(key) is None:
+            filled[key] = copy.copy(default)
+    return filled
 
 
 def attrs_has(cls: Any) -> bool:

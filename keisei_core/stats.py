@@ -9,11 +9,15 @@ the raw samples is kept so that ``keisei compare`` can bootstrap a confidence in
 
 from __future__ import annotations
 
+import functools
 import math
 from collections.abc import Callable, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import attrs
+
+if TYPE_CHECKING:
+    import cattrs
 
 # Raw samples kept per statistics object (evenly thinned beyond this), so results files
 # stay small while compare still has enough data to bootstrap from.
@@ -136,17 +140,48 @@ class Statistics:
         )
 
     def to_dict(self) -> dict[str, Any]:
-        data = attrs.asdict(self)
-        data["samples"] = list(self.samples)
-        data["iqr"] = self.iqr
-        data["iqr_ratio"] = self.iqr_ratio if math.isfinite(self.iqr_ratio) else None
-        data["noisy"] = self.noisy
+        """The fields (``samples`` as a list) and, for readers of the JSON, the derived
+        ``iqr``, ``iqr_ratio`` (None when not finite) and ``noisy``: the project
+        converter's unstructuring (:func:`statistics_converter`)."""
+        data: dict[str, Any] = statistics_converter().unstructure(self)
         return data
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> Statistics:
-        names = {a.name for a in attrs.fields(cls)}
-        return cls(**{k: v for k, v in data.items() if k in names})
+        """Statistics back from :meth:`to_dict`'s data; keys that are not fields (the derived
+        ones) are ignored."""
+        return statistics_converter().structure(data, cls)
+
+
+# -- the file boundary --------------------------------------------------------------------
+# Statistics are (un)structured by the project's one cattrs converter; its hooks for them
+# are registered on first use, so that importing this module stays light.
+def _register_hooks(converter: cattrs.Converter) -> None:
+    from cattrs.gen import make_dict_structure_fn, make_dict_unstructure_fn, override
+
+    unstructure_fields = make_dict_unstructure_fn(Statistics, converter, samples=override(unstruct_hook=list))
+    # Keys that are not fields (iqr, iqr_ratio, noisy) are ignored when reading.
+    structure_fields = make_dict_structure_fn(Statistics, converter, _cattrs_forbid_extra_keys=False)
+
+    def unstructure_statistics(stats: Statistics) -> dict[str, Any]:
+        data = unstructure_fields(stats)
+        ratio = stats.iqr_ratio
+        data.update(iqr=stats.iqr, iqr_ratio=ratio if math.isfinite(ratio) else None, noisy=stats.noisy)
+        return data
+
+    converter.register_unstructure_hook(Statistics, unstructure_statistics)
+    converter.register_structure_hook(Statistics, structure_fields)
+
+
+@functools.cache
+def statistics_converter() -> cattrs.Converter:
+    """The project's converter (:mod:`keisei_core.serialization`) with the hooks of
+    :class:`Statistics` registered (once, here): hooks generated for classes that hold
+    statistics must be made after this is called."""
+    from keisei_core.serialization import converter
+
+    _register_hooks(converter)
+    return converter
 
 
 def summarize(

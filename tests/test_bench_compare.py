@@ -22,7 +22,7 @@ from keisei_core.bench.compare import (
     mann_whitney_p,
 )
 from keisei_core.bench.probe_api import ProbeResult
-from keisei_core.bench.results import CellRecord, Results, load_results
+from keisei_core.bench.results import CellRecord, Results, ResultsError, load_results
 from keisei_core.cli.main import main
 from keisei_core.stats import summarize
 
@@ -181,3 +181,64 @@ def test_bad_results_files_are_one_line_errors(tmp_path: Path, capsys: pytest.Ca
         err = capsys.readouterr().err
         assert message in err and err.count("\n") == 1
     assert load_results(good).cells[0].value is not None
+
+
+# The results file's cell layout: the record's fields with the result's flattened in place.
+CELL_LAYOUT = ["model", "model_label", "model_options", "strategy", "probe", "batch_size", "device", "dtype",
+               "status", "reason", "metric", "unit", "value", "higher_is_better", "statistics", "extra",
+               "compile_report", "speed_check", "warnings", "duration_seconds"]
+
+
+def test_cells_keep_the_file_layout_and_read_back_equal(tmp_path: Path) -> None:
+    from keisei_core.compile.report import CompileReport, SpeedCheck
+    from keisei_core.statuses import CompileStatus
+
+    report = CompileReport("inductor", CompileStatus.COMPILED, compile_seconds=3.5,
+                           speeds=(SpeedCheck(64, 30, 2.0, 1.0, 0.1, 0.1, 2.0, 1.9, 2.1),))
+    speed_check = {"batch_size": 64, "speedup": 2.0, "verdict": "faster"}
+    compiled = attrs.evolve(_cell("throughput", 100), strategy="inductor", compile_report=report, warnings=["w"],
+                            speed_check=speed_check, duration_seconds=1.5, model_options={"depth": 2})
+    failed = attrs.evolve(_cell("throughput", 1, status="failed"), compile_report=report)
+    single = attrs.evolve(_cell("flops", 5, samples=False), result=ProbeResult("flops", "FLOP", 5.0, extra={"k": [1]}))
+    cells = [compiled, failed, single]
+    for cell in cells:
+        assert list(cell.to_dict()) == CELL_LAYOUT
+    data = compiled.to_dict()
+    assert compiled.result is not None and compiled.result.statistics is not None
+    assert data["metric"] == "throughput" and data["unit"] == "samples/s" and data["higher_is_better"] is True
+    assert data["value"] == compiled.result.value and data["extra"] == {}
+    assert data["statistics"] == compiled.result.statistics.to_dict()
+    assert data["compile_report"]["status"] == "compiled" and data["compile_report"]["speeds"][0]["verdict"] == "faster"
+    assert data["speed_check"] == speed_check and data["warnings"] == ["w"] and data["duration_seconds"] == 1.5
+    no_result = failed.to_dict()
+    assert {key: no_result[key] for key in CELL_LAYOUT[10:16]} == {
+        "metric": None, "unit": None, "value": None, "higher_is_better": None, "statistics": None, "extra": {}}
+    assert single.to_dict()["statistics"] is None and single.to_dict()["extra"] == {"k": [1]}
+
+    path = _results(tmp_path / "r.json", cells)
+    document = json.loads(path.read_text())
+    assert list(document) == ["schema", "schema_version", "run", "manifest", "calibration", "cells"]
+    assert document["cells"] == [json.loads(json.dumps(cell.to_dict())) for cell in cells]
+    again = load_results(path)
+    assert again.cells == cells  # typed again: the result, its statistics and the compile report
+    assert again.cells[0].compile_report == report and again.cells[1].result is None
+    again.save(tmp_path / "again.json")
+    assert (tmp_path / "again.json").read_text() == path.read_text()
+
+
+def test_cells_of_older_files_read_with_defaults_and_bad_ones_are_one_line_errors(tmp_path: Path) -> None:
+    old = {"model": "actor-critic", "strategy": "eager", "probe": "flops", "batch_size": 4, "status": "ok",
+           "metric": "flops", "value": 7, "future_key": "ignored"}
+    cell = CellRecord.from_dict(old)
+    assert (cell.model_label, cell.model_options, cell.device, cell.dtype) == ("actor-critic", {}, "cpu", "float32")
+    assert cell.warnings == [] and cell.duration_seconds == 0.0 and cell.compile_report is None
+    assert cell.result == ProbeResult("flops", "", 7.0, None, higher_is_better=True, extra={})
+    skipped = CellRecord.from_dict({**old, "status": "skipped", "model_label": None, "warnings": None})
+    assert skipped.result is None and skipped.model_label == "actor-critic" and skipped.warnings == []
+
+    path = _results(tmp_path / "r.json", [_cell("throughput", 1)])
+    data = json.loads(path.read_text())
+    data["cells"][0]["batch_size"] = "four"
+    path.write_text(json.dumps(data))
+    with pytest.raises(ResultsError, match=r"malformed cell entry \(cells\[0\]\.batch_size: expected an integer"):
+        load_results(path)

@@ -158,3 +158,21 @@ def test_interleaved_rounds_shuffle_order_and_pair_samples() -> None:
     rounds = [tuple(log[i : i + 2]) for i in range(len(log) - 2 * result["a"].n, len(log), 2)]
     firsts = {r[0] for r in rounds}
     assert firsts == {"a", "b"}, "the baseline must not always run first"
+
+
+def test_statistics_data_adds_the_derived_figures_and_reads_back_without_them() -> None:
+    import json
+
+    import attrs
+
+    stats = summarize([0.002, 0.0021, 0.0019, 0.002, 0.0022, 0.01], stop_reason="stable", warmup_samples=2)
+    data = stats.to_dict()
+    assert list(data) == [a.name for a in attrs.fields(Statistics)] + ["iqr", "iqr_ratio", "noisy"]
+    assert data["samples"] == list(stats.samples) and data["iqr"] == stats.iqr
+    assert data["iqr_ratio"] == stats.iqr_ratio and data["noisy"] is stats.noisy
+    assert Statistics.from_dict(json.loads(json.dumps(data))) == stats
+    assert Statistics.from_dict({**data, "key_from_a_later_version": 1}) == stats
+    flat = summarize([0.0, 0.0, 0.0])
+    flat_data = flat.to_dict()
+    assert flat_data["iqr_ratio"] is None and flat_data["noisy"] is True  # inf is no JSON number
+    assert Statistics.from_dict(flat_data) == flat

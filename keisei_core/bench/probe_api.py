@@ -51,6 +51,7 @@ Importing this module has no side effects and never imports torch.
 
 from __future__ import annotations
 
+import functools
 import math
 from collections.abc import Callable, Mapping
 from pathlib import Path
@@ -62,6 +63,7 @@ from keisei_core.config.experiment import BenchSettings
 from keisei_core.stats import Statistics
 
 if TYPE_CHECKING:
+    import cattrs
     import torch
     from torch import nn
 
@@ -125,26 +127,49 @@ class ProbeResult:
     extra: dict[str, Any] = attrs.field(factory=dict, validator=_jsonable)
 
     def to_dict(self) -> dict[str, Any]:
-        return {
-            "metric": self.metric,
-            "unit": self.unit,
-            "value": self.value,
-            "statistics": self.statistics.to_dict() if self.statistics is not None else None,
-            "higher_is_better": self.higher_is_better,
-            "extra": dict(self.extra),
-        }
+        """The fields as JSON-ready data (``statistics`` as :meth:`Statistics.to_dict`):
+        the project converter's unstructuring."""
+        data: dict[str, Any] = probe_result_converter().unstructure(self)
+        return data
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> ProbeResult:
-        stats = data.get("statistics")
-        return cls(
-            metric=str(data["metric"]),
-            unit=str(data.get("unit", "")),
-            value=data.get("value"),
-            statistics=Statistics.from_dict(dict(stats)) if stats else None,
-            higher_is_better=bool(data.get("higher_is_better", True)),
-            extra=dict(data.get("extra") or {}),
-        )
+        """A result back from :meth:`to_dict`'s data (or from a results file's cell, which
+        holds these keys among others: keys that are not fields are ignored)."""
+        return probe_result_converter().structure(data, cls)
+
+
+# -- the file boundary --------------------------------------------------------------------
+# Probe results are (un)structured by the project's one cattrs converter; its hooks are
+# registered on first use (importing this module has no side effects).
+# What data without these keys (or with them null) means: files written by older versions.
+_RESULT_DEFAULTS: dict[str, Any] = {"unit": "", "value": None, "higher_is_better": True, "extra": {}}
+
+
+def _register_hooks(converter: cattrs.Converter) -> None:
+    from cattrs.gen import make_dict_structure_fn, make_dict_unstructure_fn, override
+
+    from keisei_core.serialization import with_defaults
+
+    unstructure = make_dict_unstructure_fn(ProbeResult, converter, extra=override(unstruct_hook=dict))
+    structure_fields = make_dict_structure_fn(ProbeResult, converter, _cattrs_forbid_extra_keys=False)
+
+    def structure_result(data: Any, cls: type[ProbeResult]) -> ProbeResult:
+        return structure_fields(with_defaults(data, _RESULT_DEFAULTS), cls)
+
+    converter.register_unstructure_hook(ProbeResult, unstructure)
+    converter.register_structure_hook(ProbeResult, structure_result)
+
+
+@functools.cache
+def probe_result_converter() -> cattrs.Converter:
+    """The project's converter with the hooks of :class:`ProbeResult` (and of the
+    :class:`Statistics` it holds) registered."""
+    from keisei_core.stats import statistics_converter
+
+    converter = statistics_converter()
+    _register_hooks(converter)
+    return converter
 
 
 @attrs.define

@@ -41,6 +41,7 @@ is still alive, so ``keisei compare``, ``keisei merge`` and the table say so.
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 import socket
@@ -49,13 +50,15 @@ from pathlib import Path
 from typing import Any
 
 import attrs
+import cattrs
+from cattrs.errors import BaseValidationError
 
+from keisei_core import serialization
 from keisei_core.atomic_files import write_json_atomic
-from keisei_core.bench.probe_api import ProbeResult
+from keisei_core.bench.probe_api import ProbeResult, probe_result_converter
 from keisei_core.compile.report import CompileReport, report_from_data
 from keisei_core.errors import KeiseiError
 from keisei_core.json_data import json_safe
-from keisei_core.serialization import unstructure
 from keisei_core.stats import Statistics
 
 SCHEMA = "keisei.bench.results"
@@ -101,9 +104,9 @@ class CellRecord:
     # Typed in memory; unstructured by to_dict (Results.save then writes non-finite
     # numbers as null) and structured again by from_dict.
     compile_report: CompileReport | None = None
+    speed_check: dict[str, Any] | None = None
     warnings: list[str] = attrs.field(factory=list)
     duration_seconds: float = 0.0
-    speed_check: dict[str, Any] | None = None
 
     @property
     def key(self) -> tuple[str, str, str, int]:
@@ -119,52 +122,16 @@ class CellRecord:
         return self.result.statistics if self.result is not None else None
 
     def to_dict(self) -> dict[str, Any]:
-        result = self.result.to_dict() if self.result is not None else None
-        return {
-            "model": self.model,
-            "model_label": self.model_label,
-            "model_options": self.model_options,
-            "strategy": self.strategy,
-            "probe": self.probe,
-            "batch_size": self.batch_size,
-            "device": self.device,
-            "dtype": self.dtype,
-            "status": self.status,
-            "reason": self.reason,
-            "metric": result["metric"] if result else None,
-            "unit": result["unit"] if result else None,
-            "value": result["value"] if result else None,
-            "higher_is_better": result["higher_is_better"] if result else None,
-            "statistics": result["statistics"] if result else None,
-            "extra": result["extra"] if result else {},
-            "compile_report": unstructure(self.compile_report) if self.compile_report is not None else None,
-            "speed_check": self.speed_check,
-            "warnings": list(self.warnings),
-            "duration_seconds": self.duration_seconds,
-        }
+        """The cell as the results file holds it (see the module docstring): the project
+        converter's unstructuring, the result's fields flattened into the cell."""
+        data: dict[str, Any] = _converter().unstructure(self)
+        return data
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> CellRecord:
-        result = None
-        if data.get("status") == "ok" and data.get("metric") is not None:
-            result = ProbeResult.from_dict(data)
-        return cls(
-            model=data["model"],
-            model_label=data.get("model_label") or data["model"],
-            model_options=dict(data.get("model_options") or {}),
-            strategy=data["strategy"],
-            probe=data["probe"],
-            batch_size=int(data["batch_size"]),
-            device=data.get("device", "cpu"),
-            dtype=data.get("dtype", "float32"),
-            status=data["status"],
-            reason=data.get("reason"),
-            result=result,
-            compile_report=_report(data.get("compile_report"), data),
-            warnings=list(data.get("warnings") or []),
-            duration_seconds=float(data.get("duration_seconds") or 0.0),
-            speed_check=data.get("speed_check"),
-        )
+        """A cell back from :meth:`to_dict`'s data, or from an older file (keys it lacks
+        take their old defaults); a result only for an ``ok`` cell with a metric."""
+        return _converter().structure(data, cls)
 
 
 def _report(data: Any, cell: dict[str, Any]) -> CompileReport | None:
@@ -188,14 +155,9 @@ class Results:
     path: Path | None = None
 
     def to_dict(self) -> dict[str, Any]:
-        return {
-            "schema": SCHEMA,
-            "schema_version": SCHEMA_VERSION,
-            "run": self.run,
-            "manifest": self.manifest,
-            "calibration": self.calibration,
-            "cells": [cell.to_dict() for cell in self.cells],
-        }
+        """The document as the results file holds it (before :meth:`save` makes it strict JSON)."""
+        data: dict[str, Any] = _converter().unstructure(self)
+        return data
 
     def to_pandas(self) -> Any:
         """The cells as a ``pandas.DataFrame``, one row per cell: the cell's key and status,
@@ -257,6 +219,91 @@ class Results:
         return target
 
 
+# -- the file boundary --------------------------------------------------------------------
+# Cells and documents are unstructured (and cells structured) by the project's one cattrs
+# converter; these hooks (registered on first use) give the file's layout: the schema
+# header before the document's fields, and each cell's result flattened into the cell.
+
+# A cell's result fields, in the order the file has them (null, and an empty extra, when
+# the cell has no result).
+_RESULT_KEYS = ("metric", "unit", "value", "higher_is_better", "statistics", "extra")
+# What a cell without these keys (or with them null) means: files written by older versions.
+_CELL_DEFAULTS: dict[str, Any] = {
+    "model_options": {}, "device": "cpu", "dtype": "float32", "warnings": [], "duration_seconds": 0.0,
+}
+
+
+def _as_is(value: Any) -> Any:
+    return value
+
+
+def _given(value: Any, _type: Any) -> Any:
+    return value  # already structured by structure_cell
+
+
+def _flat_result(result: dict[str, Any] | None) -> dict[str, Any]:
+    if result is None:
+        return {**dict.fromkeys(_RESULT_KEYS), "extra": {}}
+    return {key: result[key] for key in _RESULT_KEYS}
+
+
+def _register_hooks(converter: cattrs.Converter) -> None:
+    from cattrs.gen import make_dict_structure_fn, make_dict_unstructure_fn, override
+
+    # Free-form data (run, manifest, options, extra facts) is written as given, shallowly
+    # copied: Results.save's json_safe makes it strict JSON.
+    unstructure_cell_fields = make_dict_unstructure_fn(
+        CellRecord, converter, model_options=override(unstruct_hook=dict), speed_check=override(unstruct_hook=_as_is),
+        compile_report=override(unstruct_hook=converter.unstructure),
+    )
+    # result and compile_report are structured by structure_cell (they need the whole cell).
+    structure_cell_fields = make_dict_structure_fn(
+        CellRecord, converter, _cattrs_forbid_extra_keys=False,
+        result=override(struct_hook=_given), compile_report=override(struct_hook=_given),
+    )
+
+    def unstructure_cell(cell: CellRecord) -> dict[str, Any]:
+        data: dict[str, Any] = {}
+        for key, value in unstructure_cell_fields(cell).items():
+            if key == "result":
+                data.update(_flat_result(value))
+            else:
+                data[key] = value
+        return data
+
+    def structure_cell(data: Any, cls: type[CellRecord]) -> CellRecord:
+        fields = serialization.with_defaults(data, _CELL_DEFAULTS)
+        if not fields.get("model_label") and "model" in fields:
+            fields["model_label"] = fields["model"]
+        ok = fields.get("status") == "ok" and fields.get("metric") is not None
+        fields["result"] = converter.structure(fields, ProbeResult) if ok else None
+        fields["compile_report"] = _report(fields.get("compile_report"), fields)
+        return structure_cell_fields(fields, cls)
+
+    converter.register_unstructure_hook(CellRecord, unstructure_cell)
+    converter.register_structure_hook(CellRecord, structure_cell)
+
+    # Made after the cells' hooks are registered: it unstructures its cells with them.
+    unstructure_document = make_dict_unstructure_fn(
+        Results, converter, run=override(unstruct_hook=dict), manifest=override(unstruct_hook=dict),
+        calibration=override(unstruct_hook=dict), path=override(omit=True),
+    )
+
+    def unstructure_results(results: Results) -> dict[str, Any]:
+        return {"schema": SCHEMA, "schema_version": SCHEMA_VERSION, **unstructure_document(results)}
+
+    converter.register_unstructure_hook(Results, unstructure_results)
+
+
+@functools.cache
+def _converter() -> cattrs.Converter:
+    """The project's converter with the hooks of cells and documents (and of the probe
+    results and statistics they hold) registered."""
+    converter = probe_result_converter()
+    _register_hooks(converter)
+    return converter
+
+
 def load_results(path: str | Path) -> Results:
     """Read a results file; anything that is not one of ours is one clear error."""
     path = Path(path)
@@ -275,10 +322,14 @@ def load_results(path: str | Path) -> Results:
         raise ResultsError(
             f"{path}: results schema version {version!r} is not supported (this keisei reads {SCHEMA_VERSION})"
         )
-    try:
-        cells = [CellRecord.from_dict(c) for c in data.get("cells", [])]
-    except (KeyError, TypeError, ValueError) as exc:
-        raise ResultsError(f"{path}: malformed cell entry ({type(exc).__name__}: {exc})") from None
+    cells = []
+    for index, cell in enumerate(data.get("cells", [])):
+        try:
+            cells.append(CellRecord.from_dict(cell))
+        except (KeyError, TypeError, ValueError, BaseValidationError) as exc:
+            problems = serialization.problems(exc, f"cells[{index}]")
+            more = f" (and {len(problems) - 1} more problem(s))" if len(problems) > 1 else ""
+            raise ResultsError(f"{path}: malformed cell entry ({problems[0]}{more})") from None
     run = dict(data.get("run") or {})
     if run.get("status") == "running" and not _writer_alive(run):
         # Killed outright (SIGKILL, power loss): the cells on disk are what finished.
