@@ -22,7 +22,6 @@ catching ``OnnxInputError`` or ``OpenVinoStrategyError`` as before.
 from __future__ import annotations
 
 import hashlib
-import itertools
 import json
 from collections.abc import Mapping
 from pathlib import Path
@@ -96,8 +95,26 @@ def export_example(
 
 
 def weights_fingerprint(model: nn.Module) -> Fingerprint:
-    """Cheap identity of the current weights: (storage pointer, in-place version) per tensor."""
-    return tuple((t.data_ptr(), t._version) for t in itertools.chain(model.parameters(), model.buffers()))
+    """Cheap identity of the current weights: (storage pointer, in-place version) per tensor.
+
+    Runs on every call of an exported-graph runner, so it walks the modules' own
+    parameter and buffer tables instead of ``parameters()``/``buffers()``, whose
+    de-duplicating generators cost 4x as much (194 against 49 us for the default
+    ResTower's 187 tensors, Intel Xeon, measured; a batch-1 int8 call is about 2 ms).
+    A tensor shared by two modules appears twice; the tuple is only compared with itself.
+    """
+    found: list[tuple[int, int]] = []
+    pending: list[nn.Module | None] = [model]
+    while pending:
+        module = pending.pop()
+        if module is None:
+            continue
+        for table in (module._parameters, module._buffers):
+            for tensor in table.values():
+                if tensor is not None:
+                    found.append((tensor.data_ptr(), tensor._version))
+        pending.extend(module._modules.values())
+    return tuple(found)
 
 
 def check_exported_input(

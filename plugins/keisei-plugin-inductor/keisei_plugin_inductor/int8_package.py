@@ -132,7 +132,7 @@ class Int8Package(Int8Program):
             **super().facts(),
         }
 
-    def run(self, obs: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    def run(self, obs: torch.Tensor) -> tuple[torch.Tensor, ...]:
+        # (logits, value) and, for a multi-head model, its extra heads (keisei_core.heads).
         with torch.no_grad():
-            logits, value = self.runner(obs)
-        return logits, value
+            return tuple(self.runner(obs))

@@ -228,7 +228,7 @@ class Int8Program:
         self.builds += 1
         return False
 
-    def run(self, obs: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    def run(self, obs: torch.Tensor) -> tuple[torch.Tensor, ...]:
         assert self.compiled is not None
         # Freezing must be on whenever Inductor compiles (first call, a new batch bucket): its
         # passes turn the quantize/dequantize pairs into oneDNN int8 ops. Passed as a
@@ -241,10 +241,11 @@ class Int8Program:
         config.freezing = True
         try:
             with torch.no_grad():
-                logits, value = self.compiled(obs)
+                # (logits, value) and, for a multi-head model, its extra heads.
+                outputs = tuple(self.compiled(obs))
         finally:
             config.freezing = before
-        return logits, value
+        return outputs
 
 
 def int8_forward(
@@ -254,8 +255,7 @@ def int8_forward(
         return inner(obs, *args, **kwargs)
     if not program.ready:
         program.ensure(module)
-    logits, value = program.run(obs.to(torch.float32))
-    return logits.to(obs.dtype), value.to(obs.dtype)
+    return tuple(output.to(obs.dtype) for output in program.run(obs.to(torch.float32)))
 
 
 def quantize_int8(

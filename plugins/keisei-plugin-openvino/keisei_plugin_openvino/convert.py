@@ -42,6 +42,7 @@ from keisei_core.plugin import (
     artifact_key,
     artifact_path,
     file_sha256,
+    output_heads,
     verify_sidecar,
     write_json_atomic,
 )
@@ -87,9 +88,12 @@ def convert(model: nn.Module, example: torch.Tensor, observation: tuple[int, int
         raise OpenVinoConversionError(
             f"OpenVINO conversion of {label} failed ({CONVERTER}): {type(exc).__name__}: {first[:300]}"
         ) from exc
-    if len(converted.outputs) != 2:
+    # (logits, value) and, for a multi-head model, its extra heads (keisei_core.heads).
+    expected = ("logits", "value", *output_heads(model).extra)
+    if len(converted.outputs) != len(expected):
         raise OpenVinoConversionError(
-            f"OpenVINO conversion of {label} gave {len(converted.outputs)} outputs, expected (logits, value)"
+            f"OpenVINO conversion of {label} gave {len(converted.outputs)} outputs, expected "
+            f"{len(expected)} ({', '.join(expected)})"
         )
     return converted
 

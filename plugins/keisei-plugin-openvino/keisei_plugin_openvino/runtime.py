@@ -154,12 +154,12 @@ class OpenVinoRunner:
             return
         self.ensure(module)  # new weights (or an unpickled copy): their own IR
 
-    def run(self, obs: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    def run(self, obs: torch.Tensor) -> tuple[torch.Tensor, ...]:
         array = obs.detach().contiguous().numpy()
         # share_outputs=False: the request reuses its output buffers on the next call.
         results = self.request.infer([array], share_inputs=True, share_outputs=False)
-        logits, value = results.to_tuple()
-        return torch.from_numpy(logits), torch.from_numpy(value)
+        # (logits, value) and, for a multi-head model, its extra heads (convert checks the count).
+        return tuple(torch.from_numpy(output) for output in results.to_tuple())
 
     # -- copies ----------------------------------------------------------------------------
     def __deepcopy__(self, memo: dict[int, Any]) -> OpenVinoRunner:
