@@ -204,6 +204,16 @@ def test_results_file_schema_and_manifest(tmp_path: Path, host: PluginHost, plug
     assert all(p.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" for p in plots)
 
 
+def test_a_speedup_only_run_gets_its_speedup_plot(tmp_path: Path, host: PluginHost) -> None:
+    """The quickstart's shape (the speedup probe only, no rate probe) still gets speedup.png,
+    from the probe's own paired ratios."""
+    results = _engine(tmp_path, host, 'strategies = ["eager", "copy"]\nprobes = ["speedup"]\nbatch_sizes = [1, 2]').run()
+    assert [c.status for c in results.cells if c.strategy == "copy"] == ["ok", "ok"]
+    plots = write_plots(results, tmp_path / "plots")
+    assert [p.name for p in plots] == ["speedup.png"]
+    assert plots[0].read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
 def test_compile_time_of_eager_is_skipped(tmp_path: Path, host: PluginHost) -> None:
     results = _engine(tmp_path, host, 'probes = ["compile-time", "speedup"]\nbatch_sizes = [1]').run()
     assert [(c.probe, c.status) for c in results.cells] == [("compile-time", "skipped"), ("speedup", "skipped")]

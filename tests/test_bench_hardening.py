@@ -141,3 +141,23 @@ def test_results_writer_turns_non_finite_numbers_into_null_with_a_note(tmp_path:
     assert "run.speed: inf written as null" in note and "manifest.load[0]: nan written as null" in note
     assert "cells[0].compile_report.ratio: -inf written as null" in note
     assert "NaN" not in path.read_text() and "Infinity" not in path.read_text()
+
+
+@pytest.mark.parametrize(
+    ("start", "end", "busy"),
+    [
+        (0.3, 2.1, False),  # the run's own 2 threads are most of the end reading
+        (0.2, 3.4, True),  # 1.4 of other processes besides them
+        (1.9, 2.0, True),  # a job that kept both cores busy up to the start
+        (0.4, 0.9, False),
+    ],
+)
+def test_busy_warning_leaves_out_the_runs_own_threads(start: float, end: float, busy: bool) -> None:
+    from keisei_core.bench.table import busy_warning
+
+    manifest = {"cpu_count": 2, "threads": 2, "load_average_at_start": [start, 0.0, 0.0],
+                "load_average_at_end": [end, 0.0, 0.0]}
+    warning = busy_warning(manifest)
+    assert (warning is not None) is busy, warning
+    if busy:
+        assert "besides this run's 2 threads" in warning

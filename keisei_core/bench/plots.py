@@ -3,7 +3,9 @@
 - ``throughput.png``: samples/s against batch size, one line per strategy, one panel per
   (model, rate probe); error bars span the inter-quartile range.
 - ``speedup.png``: speedup against eager per batch size, grouped bars per strategy, one
-  panel per (model, rate probe); the dashed line at 1 is parity.
+  panel per (model, rate probe) -- the ratio of the two cells' medians -- and per (model,
+  ratio probe such as ``speedup``, unit ``x``) -- the probe's own paired ratio, with its
+  inter-quartile range; the dashed line at 1 is parity.
 """
 
 from __future__ import annotations
@@ -16,14 +18,19 @@ from keisei_core.bench.table import speedup_against_eager
 from keisei_core.statuses import CellStatus
 
 RATE_UNIT = "samples/s"
+RATIO_UNIT = "x"  # probes that measure a strategy against the baseline themselves (speedup)
+
+
+def _probes_in(results: Results, unit: str) -> list[str]:
+    probes: dict[str, None] = {}
+    for cell in results.ok_cells():
+        if cell.result is not None and cell.result.unit == unit:
+            probes.setdefault(cell.probe, None)
+    return list(probes)
 
 
 def _rate_probes(results: Results) -> list[str]:
-    probes: dict[str, None] = {}
-    for cell in results.ok_cells():
-        if cell.result is not None and cell.result.unit == RATE_UNIT:
-            probes.setdefault(cell.probe, None)
-    return list(probes)
+    return _probes_in(results, RATE_UNIT)
 
 
 def _strategies(results: Results) -> list[str]:
@@ -86,28 +93,49 @@ def plot_throughput(results: Results, path: Path) -> Path | None:
     return _save(fig, results, path)
 
 
+def _ratio_of(results: Results, label: str, strategy: str, probe: str, batch: int,
+              ratio_probe: bool) -> tuple[float, float, float] | None:
+    """(ratio, below, above) for one bar: a ratio probe's own median and IQR, or the ratio
+    of a rate probe's medians (no spread)."""
+    cell = results.find(label, strategy, probe, batch)
+    if not ratio_probe:
+        ratio = speedup_against_eager(cell, results.find(label, results.baseline, probe, batch))
+        return None if ratio is None else (ratio, 0.0, 0.0)
+    if cell is None or cell.status != CellStatus.OK or cell.value is None:
+        return None
+    stats = cell.statistics
+    if stats is None:
+        return cell.value, 0.0, 0.0
+    return cell.value, max(cell.value - stats.q1, 0.0), max(stats.q3 - cell.value, 0.0)
+
+
 def plot_speedup(results: Results, path: Path) -> Path | None:
     base = results.baseline
     strategies = [s for s in _strategies(results) if s != base]
     if base not in _strategies(results) or not strategies:
         return None
-    panels = _panels(results)
+    labels = unique_labels(results.cells)
+    panels = [(label, probe, False) for label, probe in _panels(results)]
+    panels += [(label, probe, True) for label in labels for probe in _probes_in(results, RATIO_UNIT)]
     if not panels:
         return None
     fig, axes = _grid(len(panels))
     batches = sorted({c.batch_size for c in results.cells})
     width = 0.8 / len(strategies)
-    for ax, (label, probe) in zip(axes, panels, strict=True):
+    for ax, (label, probe, ratio_probe) in zip(axes, panels, strict=True):
         for index, strategy in enumerate(strategies):
-            xs, ys = [], []
+            xs, ys, below, above = [], [], [], []
             for position, batch in enumerate(batches):
-                ratio = speedup_against_eager(
-                    results.find(label, strategy, probe, batch), results.find(label, base, probe, batch)
-                )
-                if ratio is not None:
+                bar = _ratio_of(results, label, strategy, probe, batch, ratio_probe)
+                if bar is not None:
                     xs.append(position + (index - (len(strategies) - 1) / 2) * width)
-                    ys.append(ratio)
-            ax.bar(xs, ys, width=width, label=strategy)
+                    ys.append(bar[0])
+                    below.append(bar[1])
+                    above.append(bar[2])
+            if not xs:
+                continue
+            spread = [below, above] if ratio_probe else None
+            ax.bar(xs, ys, width=width, label=strategy, yerr=spread, capsize=2 if ratio_probe else 0)
         ax.axhline(1.0, color="black", linestyle="--", linewidth=1)
         ax.set_xticks(range(len(batches)))
         ax.set_xticklabels([str(b) for b in batches])

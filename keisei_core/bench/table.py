@@ -153,16 +153,22 @@ def auto_choices(results: Results) -> list[str]:
 
 
 def busy_warning(manifest: dict[str, object]) -> str | None:
-    """A warning when the machine's load exceeded its cores while the run measured."""
+    """A warning when other processes competed for the cores while the run measured.
+
+    The load average read at the end counts the run's own threads (a 2-thread run on 2
+    cores reads about 2 by itself), so they are taken off that reading; the start reading
+    is other processes only (it decays over about a minute, so a job that just ended still
+    shows). Busy means the others' load plus the run's threads exceeded the cores by more
+    than half a core."""
     cores = manifest.get("cpu_count")
-    loads = [
-        value[0]
-        for value in (manifest.get("load_average_at_start"), manifest.get("load_average_at_end"))
-        if isinstance(value, list) and value
-    ]
-    if not isinstance(cores, int) or not loads or max(loads) <= cores:
+    threads = manifest.get("threads")
+    own = threads if isinstance(threads, int) and threads > 0 else 0
+    start, end = (manifest.get(key) for key in ("load_average_at_start", "load_average_at_end"))
+    others = [value[0] for value in (start,) if isinstance(value, list) and value]
+    others += [max(value[0] - own, 0.0) for value in (end,) if isinstance(value, list) and value]
+    if not isinstance(cores, int) or not others or max(others) + own <= cores + 0.5:
         return None
     return (
-        f"warning: the machine was busy (load average up to {max(loads):.1f} on {cores} cores); "
-        "timings include contention from other processes"
+        f"warning: the machine was busy (load average {max(others):.1f} of other processes besides "
+        f"this run's {own} threads, on {cores} cores); timings include contention from other processes"
     )
