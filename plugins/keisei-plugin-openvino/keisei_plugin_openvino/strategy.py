@@ -63,5 +63,7 @@ def apply_openvino(
     context.record("openvino_version", openvino_version())
     # Notes are flat values: the CPU plugin properties as "KEY=value" strings.
     context.record("openvino_config", [f"{k}={v}" for k, v in runner.config.items()])
+    if runner.parallel_requests:  # large batches: the THROUGHPUT model's parallel requests
+        context.record("openvino_parallel_config", [f"{k}={v}" for k, v in runner.parallel_config.items()])
     context.record("inference_precision", runner.compiled.get_property("INFERENCE_PRECISION_HINT").to_string())
     return model

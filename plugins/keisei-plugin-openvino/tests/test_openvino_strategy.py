@@ -162,6 +162,30 @@ def test_property_one_model_matches_eager_at_every_batch(
 
 
 @pytest.mark.slow
+def test_large_batches_are_split_over_parallel_requests(
+    pair: tuple[nn.Module, nn.Module, StrategyContext], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    eager, compiled, context = pair
+    runner = runner_of(compiled)
+    if not runner.parallel_requests:
+        pytest.skip("the CPU plugin's THROUGHPUT hint gives one request on this machine")
+    assert context.notes["parallel_requests"] == len(runner.parallel_requests) >= 2
+    assert any(entry == "PERFORMANCE_HINT=THROUGHPUT" for entry in context.notes["openvino_parallel_config"])
+    smallest = runner.parallel_min_batch
+    assert smallest is not None
+    twin = runner_of(copy.deepcopy(compiled))  # a copy gets requests of its own
+    assert twin.parallel_requests and all(
+        mine is not theirs for mine, theirs in zip(twin.parallel_requests, runner.parallel_requests, strict=True)
+    )
+    split: list[int] = []
+    real = runner._run_parallel
+    monkeypatch.setattr(runner, "_run_parallel", lambda array: split.append(array.shape[0]) or real(array))
+    for batch in (smallest - 1, smallest, smallest + 3):  # + 3: chunks of unequal sizes
+        assert_equivalent(eager, compiled, batch=batch, seed=batch)
+    assert set(split) == {smallest, smallest + 3}  # forward and both PPO methods, each split
+
+
+@pytest.mark.slow
 def test_ppo_methods_run_through_openvino(
     pair: tuple[nn.Module, nn.Module, StrategyContext], monkeypatch: pytest.MonkeyPatch
 ) -> None:
