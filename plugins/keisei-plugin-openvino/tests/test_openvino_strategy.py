@@ -44,13 +44,14 @@ SMALL = {"conv_channels": 4, "num_actions": 100}
 
 
 def compile_copy(
-    eager: nn.Module, cache_dir: Path, strategy: str = "openvino"
+    eager: nn.Module, cache_dir: Path, strategy: str = "openvino", batch_sizes: tuple[int, ...] = (1,)
 ) -> tuple[nn.Module, StrategyContext]:
     context = StrategyContext(
         model_name=getattr(eager, "keisei_model_name", None),
         model_options=getattr(eager, "keisei_model_options", None),
         cache_dir=cache_dir,
         composition=(strategy,),
+        batch_sizes=batch_sizes,
     )
     return apply_openvino(copy.deepcopy(eager), context, strategy=strategy), context
 
@@ -183,6 +184,29 @@ def test_large_batches_are_split_over_parallel_requests(
     for batch in (smallest - 1, smallest, smallest + 3):  # + 3: chunks of unequal sizes
         assert_equivalent(eager, compiled, batch=batch, seed=batch)
     assert set(split) == {smallest, smallest + 3}  # forward and both PPO methods, each split
+
+
+@pytest.mark.slow
+def test_declared_batch_sizes_run_static_shape_models(
+    pair: tuple[nn.Module, nn.Module, StrategyContext], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    eager, _, context = pair
+    compiled, declared = compile_copy(eager, Path(context.cache_dir), batch_sizes=(1, 5, 4096))
+    runner = runner_of(compiled)
+    smallest = runner.parallel_min_batch
+    expected = [1, 5] if smallest is not None else [1, 5, 4096]  # the split takes large batches
+    assert sorted(runner.static_requests) == declared.notes["static_batch_sizes"] == expected
+    for size in (1, 5):
+        assert list(runner.static_models[size].inputs[0].get_partial_shape()) == [size, 46, 9, 9]
+    used: list[int] = []
+    for size, request in runner.static_requests.items():
+        real = request.infer
+        monkeypatch.setattr(request, "infer", lambda *a, size=size, real=real, **k: used.append(size) or real(*a, **k))
+    for batch in (1, 3, 5):  # 3 is not declared: the dynamic model
+        assert_equivalent(eager, compiled, batch=batch, seed=batch)
+    assert set(used) == {1, 5}
+    twin = runner_of(copy.deepcopy(compiled))  # a copy gets requests of its own
+    assert set(twin.static_requests) == {1, 5} and twin.static_requests[1] is not runner.static_requests[1]
 
 
 @pytest.mark.slow
